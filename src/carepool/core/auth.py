@@ -1,0 +1,219 @@
+"""Users, roles, SMART-style scopes, bearer tokens and the caller (`Principal`).
+
+A scope reads `user/<Area>.<read|write>` (`user/*.read` for every area), as in SMART on FHIR.
+A token carries the user's scopes and institution at issue time; only a hash is stored.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Boolean, ForeignKey, String, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from carepool.core.db import Base, JsonType, UtcDateTime, str_enum
+from carepool.core.errors import NotFound, PermissionDenied, Unauthenticated
+from carepool.core.time import utcnow
+
+Username = str
+InstitutionId = str
+
+
+class Role(enum.StrEnum):
+    CONSORTIUM_ADMIN = "consortium_admin"
+    MEMBER_ADMIN = "member_admin"
+    CLINICIAN = "clinician"
+    BED_MANAGER = "bed_manager"
+    THEATRE_COORDINATOR = "theatre_coordinator"
+    LAB_COORDINATOR = "lab_coordinator"
+    ADMINISTRATOR = "administrator"
+    DATA_STEWARD = "data_steward"
+    VIEWER = "viewer"
+
+
+ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
+    Role.CONSORTIUM_ADMIN: ("user/*.read", "user/*.write"),
+    Role.MEMBER_ADMIN: (
+        "user/Catalog.read",
+        "user/Catalog.write",
+        "user/Booking.read",
+        "user/Booking.write",
+        "user/Audit.read",
+    ),
+    Role.CLINICIAN: (
+        "user/Catalog.read",
+        "user/Booking.read",
+        "user/Booking.write",
+        "user/Patient.read",
+        "user/Observation.read",
+    ),
+    Role.BED_MANAGER: ("user/Catalog.read", "user/Booking.read", "user/Booking.write"),
+    Role.THEATRE_COORDINATOR: ("user/Catalog.read", "user/Booking.read", "user/Booking.write"),
+    Role.LAB_COORDINATOR: ("user/Catalog.read", "user/Booking.read", "user/Booking.write"),
+    Role.ADMINISTRATOR: ("user/Catalog.read", "user/Insight.read", "user/Booking.read"),
+    Role.DATA_STEWARD: ("user/Catalog.read", "user/Terminology.write", "user/Quality.read"),
+    Role.VIEWER: ("user/Catalog.read",),
+}
+
+
+class User(Base):
+    __tablename__ = "app_user"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    role: Mapped[Role] = mapped_column(str_enum(Role, 40), nullable=False)
+    # Null only for consortium-wide accounts (consortium administrators).
+    institution_id: Mapped[str | None] = mapped_column(
+        ForeignKey("institution.id", ondelete="RESTRICT"), index=True
+    )
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_token"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(
+        ForeignKey("app_user.username", ondelete="CASCADE"), nullable=False, index=True
+    )
+    scopes: Mapped[list[str]] = mapped_column(JsonType, nullable=False)
+    institution_id: Mapped[str | None] = mapped_column(String(64))
+    issued_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    revoked: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user with scopes and an institution, or the system itself (CLI, jobs)."""
+
+    username: str
+    role: Role | None
+    institution_id: InstitutionId | None
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    system: bool = False
+
+    @classmethod
+    def system_actor(cls, name: str = "system") -> Principal:
+        return cls(username=name, role=None, institution_id=None, system=True)
+
+    @property
+    def consortium_wide(self) -> bool:
+        """True for the system and consortium administrators: they act for every member."""
+        return self.system or self.role == Role.CONSORTIUM_ADMIN
+
+    def has_scope(self, area: str, access: str) -> bool:
+        if self.system:
+            return True
+        wanted = {f"user/{area}.{access}", f"user/*.{access}", "user/*.*", f"user/{area}.*"}
+        return bool(wanted & self.scopes)
+
+    def require_scope(self, area: str, access: str) -> None:
+        """Raise `PermissionDenied` unless the caller holds `user/<area>.<access>`."""
+        if not self.has_scope(area, access):
+            raise PermissionDenied(
+                f"this action needs the scope user/{area}.{access}; "
+                f"the token of {self.username!r} does not carry it",
+                missing_scope=f"user/{area}.{access}",
+            )
+
+    def can_act_for(self, institution_id: InstitutionId | None) -> bool:
+        return self.consortium_wide or (
+            institution_id is not None and institution_id == self.institution_id
+        )
+
+    def require_institution(self, institution_id: InstitutionId | None, what: str) -> None:
+        """Raise `PermissionDenied` unless the caller may change things of `institution_id`."""
+        if not self.can_act_for(institution_id):
+            owner = institution_id or "the consortium"
+            raise PermissionDenied(
+                f"{self.username!r} belongs to {self.institution_id!r} and may not change "
+                f"{what}, which belongs to {owner!r}",
+                institution=institution_id,
+            )
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def get_user(session: Session, *, username: Username) -> User:
+    user = session.get(User, username)
+    if user is None:
+        raise NotFound("user", username)
+    return user
+
+
+def get_all_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.username)))
+
+
+def issue_token(
+    session: Session,
+    *,
+    username: Username,
+    ttl: timedelta,
+    scopes: list[str] | None = None,
+) -> str:
+    """Create a bearer token for an existing, active user; `scopes` may only narrow the role's."""
+    user = get_user(session, username=username)
+    if not user.active:
+        raise PermissionDenied(f"user {username!r} is deactivated")
+    allowed = list(ROLE_SCOPES[user.role])
+    granted = allowed if scopes is None else [s for s in scopes if s in allowed]
+    token = "cpt_" + secrets.token_urlsafe(32)
+    now = utcnow()
+    session.add(
+        ApiToken(
+            token_hash=_hash(token),
+            username=user.username,
+            scopes=granted,
+            institution_id=user.institution_id,
+            issued_at=now,
+            expires_at=now + ttl,
+        )
+    )
+    session.flush()
+    return token
+
+
+def authenticate(session: Session, *, token: str) -> Principal:
+    """The principal behind a bearer token; `Unauthenticated` if unknown, expired or revoked."""
+    row = session.get(ApiToken, _hash(token))
+    if row is None or row.revoked:
+        raise Unauthenticated("the bearer token is not known or has been revoked")
+    if row.expires_at <= utcnow():
+        raise Unauthenticated("the bearer token has expired; ask for a new one")
+    user = session.get(User, row.username)
+    if user is None or not user.active:
+        raise Unauthenticated("the token's user no longer exists or is deactivated")
+    return Principal(
+        username=user.username,
+        role=user.role,
+        institution_id=row.institution_id,
+        scopes=frozenset(row.scopes),
+    )
+
+
+def create_user(
+    session: Session,
+    *,
+    username: Username,
+    display_name: str,
+    role: Role,
+    institution_id: InstitutionId | None,
+) -> User:
+    """Add a user (no audit: callers go through `do_create_user`)."""
+    if role != Role.CONSORTIUM_ADMIN and institution_id is None:
+        raise PermissionDenied(f"role {role.value} needs an institution")
+    user = User(
+        username=username, display_name=display_name, role=role, institution_id=institution_id
+    )
+    session.add(user)
+    session.flush()
+    return user

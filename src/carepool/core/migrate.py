@@ -1,0 +1,59 @@
+"""Schema migrations with Alembic, run from the installed package (`carepool db upgrade`)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+from carepool.core.db import Base, make_engine
+
+# Every module that declares tables; Alembic's autogenerate and the checks below see them all.
+MODEL_MODULES = (
+    "carepool.core.auth",
+    "carepool.core.audit",
+    "carepool.core.events",
+    "carepool.catalog.models",
+)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def load_models() -> type[Base]:
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
+    return Base
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the database at `url` to `revision` (creating the SQLite file if needed)."""
+    command.upgrade(alembic_config(url), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision(url: str) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+
+
+def is_up_to_date(url: str) -> bool:
+    engine = make_engine(url)
+    try:
+        return current_revision(engine) == head_revision(url)
+    finally:
+        engine.dispose()

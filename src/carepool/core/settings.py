@@ -1,0 +1,29 @@
+"""Settings from the environment (`CAREPOOL_*`), with an embedded SQLite default."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./carepool.db"
+
+
+class Settings(BaseSettings):
+    """Process-wide settings. Every value can be set as `CAREPOOL_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="CAREPOOL_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    # The consortium's local time zone: calendars are written in it, everything is stored in UTC.
+    timezone: str = "Asia/Shanghai"
+    token_ttl_hours: int = 24 * 30
+    host: str = "127.0.0.1"
+    port: int = 8000
+    demo_seed: int = 20261128
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings read once from the environment."""
+    return Settings()

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from carepool.catalog.cli import app as catalog_app
+from carepool.core import migrate
+from carepool.core.cli import DbOption, auth_app, db_app, resolve_url
+from carepool.core.settings import get_settings
 from carepool.planning.cli import app as ihtp_app
 
 app = typer.Typer(
@@ -12,7 +18,35 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(db_app, name="db")
+app.add_typer(auth_app, name="auth")
+app.add_typer(catalog_app, name="catalog")
 app.add_typer(ihtp_app, name="ihtp")
+
+
+@app.command()
+def serve(
+    db: DbOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
+) -> None:
+    """Migrate the database, then serve the API, FHIR and the dashboard."""
+    import os
+
+    import uvicorn
+
+    settings = get_settings()
+    url = resolve_url(db)
+    migrate.upgrade(url)
+    os.environ["CAREPOOL_DATABASE_URL"] = url
+    uvicorn.run(
+        "carepool.api.asgi:app",
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level="info",
+    )
 
 
 def main() -> None:

@@ -38,7 +38,10 @@ def _fields(data: BaseModel, *, partial: bool) -> dict[str, Any]:
 
 
 def _check_refs(
-    session: Session, kind: str, values: dict[str, Any], where: str
+    session: Session,
+    kind: str,
+    values: dict[str, Any],
+    where: str,
 ) -> list[FieldError]:
     """Every reference names an existing row of the right member and kind."""
     errors: list[FieldError] = []
@@ -264,6 +267,41 @@ def _pydantic_errors(
     return out
 
 
+# Sections whose entries refer to entries of the same section.
+_SELF_REFS = {"institution": "parent_id", "resource": "room_id"}
+
+
+def _parents_first(
+    kind: str, entries: list[BaseModel]
+) -> tuple[list[tuple[int, BaseModel]], list[FieldError]]:
+    """Entries in an order where a referenced entry (parent, room) comes before its referrers."""
+    indexed = list(enumerate(entries))
+    field_name = _SELF_REFS.get(kind)
+    if field_name is None:
+        return indexed, []
+    pending = {getattr(e, "id"): (i, e) for i, e in indexed}
+    done: set[str] = set()
+    out: list[tuple[int, BaseModel]] = []
+    while pending:
+        ready = [
+            key
+            for key, (_i, e) in pending.items()
+            if getattr(e, field_name) is None or getattr(e, field_name) not in pending
+        ]
+        if not ready:
+            section = catalog_service.entity(kind).section
+            return out, [
+                FieldError(
+                    f"{section}[{i}] (id={key}).{field_name}", "is part of a reference cycle"
+                )
+                for key, (i, _e) in sorted(pending.items())
+            ]
+        for key in sorted(ready, key=lambda k: pending[k][0]):
+            out.append(pending.pop(key))
+            done.add(key)
+    return out, []
+
+
 @dataclass
 class ImportSummary:
     created: dict[str, int] = field(default_factory=dict)
@@ -310,13 +348,17 @@ def do_import_catalog(
         digest=hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()
     )
     errors: list[FieldError] = []
+    failed: set[tuple[str, str]] = set()
     sections: list[tuple[str, list[BaseModel]]] = [("consortium", [doc.consortium])]
     for name, ek in catalog_service.ENTITIES.items():
         if name != "consortium":
             sections.append((name, getattr(doc, ek.section)))
     for kind, entries in sections:
         ek = catalog_service.entity(kind)
-        for index, entry in enumerate(entries):
+        ordered, cycle = _parents_first(kind, entries)
+        if cycle:
+            errors.extend(cycle)
+        for index, entry in ordered:
             values = entry.model_dump()
             key = values[ek.key]
             where = ek.section if kind == "consortium" else f"{ek.section}[{index}] (id={key})"
@@ -327,6 +369,7 @@ def do_import_catalog(
             )
             owner = ek.owner(session, probe)
             if not actor.can_act_for(owner):
+                failed.add((kind, key))
                 errors.append(
                     FieldError(
                         where,
@@ -334,8 +377,12 @@ def do_import_catalog(
                     )
                 )
                 continue
+            if any((target, values.get(f)) in failed for f, target in ek.refs):
+                failed.add((kind, key))  # its parent was refused: that error is the one to fix
+                continue
             ref_errors = _check_refs(session, kind, values, where)
             if ref_errors:
+                failed.add((kind, key))
                 errors.extend(ref_errors)
                 continue
             if existing is None:

@@ -106,6 +106,8 @@ class ServiceCategory(enum.StrEnum):
 
 
 class Consortium(Base):
+    """The consortium this deployment serves (one row): its name and local time zone."""
+
     __tablename__ = "consortium"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -126,7 +128,6 @@ class Institution(Base):
     __tablename__ = "institution"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    consortium_id: Mapped[str] = mapped_column(ForeignKey("consortium.id"), nullable=False)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     name_zh: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     kind: Mapped[InstitutionKind] = mapped_column(str_enum(InstitutionKind), nullable=False)

@@ -6,7 +6,7 @@ One shape per entity serves create, read and the document, because ids are natur
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -43,7 +43,7 @@ DEFAULT_ANCHOR = date(2024, 1, 1)  # a Monday: weekly rules count days from Mond
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("must carry a time zone (e.g. 2026-12-01T08:00:00+08:00)")
-    return value
+    return value.astimezone(UTC)
 
 
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
@@ -232,7 +232,7 @@ class CalendarRuleIn(_Shape):
     valid_from: date | None = None
     valid_to: date | None = None
 
-    @field_serializer("start", "end")
+    @field_serializer("start", "end", when_used="json")
     def _hhmm(self, value: time) -> str:
         return value.strftime("%H:%M")
 
@@ -298,7 +298,7 @@ class ServiceIn(_Shape):
     orderable_by_roles: list[str] = Field(default_factory=list)
     orderable_by_kinds: list[InstitutionKind] = Field(default_factory=list)
 
-    @field_serializer("price")
+    @field_serializer("price", when_used="json")
     def _price(self, value: Decimal) -> str:
         return f"{value:.2f}"
 

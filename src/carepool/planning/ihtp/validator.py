@@ -289,9 +289,7 @@ def nurse_presence(sched: Schedule) -> int:
 
 def uncovered_room(sched: Schedule) -> int:
     """UncoveredRoom: (room, shift) pairs with someone present and no nurse assigned."""
-    return sum(
-        1 for r, g, _ in _occupied_shifts(sched) if sched.room_shift_nurse[r][g] == NO_NURSE
-    )
+    return sum(1 for r, g, _ in _occupied_shifts(sched) if sched.room_shift_nurse[r][g] == NO_NURSE)
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 20:23:27.508512
+Create Date: 2026-11-28 20:25:12.911528
 """
 
 from __future__ import annotations
@@ -112,7 +112,6 @@ def upgrade() -> None:
     op.create_table(
         "institution",
         sa.Column("id", sa.String(length=64), nullable=False),
-        sa.Column("consortium_id", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("name_zh", sa.String(length=200), nullable=False),
         sa.Column(
@@ -149,11 +148,6 @@ def upgrade() -> None:
         sa.Column("longitude", sa.Float(), nullable=True),
         sa.Column("phone", sa.String(length=40), nullable=False),
         sa.ForeignKeyConstraint(
-            ["consortium_id"],
-            ["consortium.id"],
-            name=op.f("fk_institution_consortium_id_consortium"),
-        ),
-        sa.ForeignKeyConstraint(
             ["parent_id"], ["institution.id"], name=op.f("fk_institution_parent_id_institution")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_institution")),
@@ -161,54 +155,6 @@ def upgrade() -> None:
     with op.batch_alter_table("institution", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_institution_parent_id"), ["parent_id"], unique=False)
 
-    op.create_table(
-        "service",
-        sa.Column("id", sa.String(length=64), nullable=False),
-        sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("name_zh", sa.String(length=200), nullable=False),
-        sa.Column(
-            "category",
-            sa.Enum(
-                "consultation",
-                "imaging",
-                "lab",
-                "procedure",
-                "surgery",
-                "admission",
-                name="servicecategory",
-                native_enum=False,
-                length=32,
-            ),
-            nullable=False,
-        ),
-        sa.Column("department_code", sa.String(length=16), nullable=True),
-        sa.Column(
-            "codes",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
-        sa.Column("duration_min", sa.Integer(), nullable=False),
-        sa.Column("preparation_min", sa.Integer(), nullable=False),
-        sa.Column("turnover_min", sa.Integer(), nullable=False),
-        sa.Column("price", sa.Numeric(precision=12, scale=2), nullable=False),
-        sa.Column("currency", sa.String(length=3), nullable=False),
-        sa.Column(
-            "orderable_by_roles",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
-        sa.Column(
-            "orderable_by_kinds",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
-        sa.ForeignKeyConstraint(
-            ["department_code"],
-            ["department_code.code"],
-            name=op.f("fk_service_department_code_department_code"),
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_service")),
-    )
     op.create_table(
         "app_user",
         sa.Column("username", sa.String(length=64), nullable=False),
@@ -266,6 +212,106 @@ def upgrade() -> None:
     with op.batch_alter_table("campus", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_campus_institution_id"), ["institution_id"], unique=False
+        )
+
+    op.create_table(
+        "service",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("name_zh", sa.String(length=200), nullable=False),
+        sa.Column(
+            "category",
+            sa.Enum(
+                "consultation",
+                "imaging",
+                "lab",
+                "procedure",
+                "surgery",
+                "admission",
+                name="servicecategory",
+                native_enum=False,
+                length=32,
+            ),
+            nullable=False,
+        ),
+        sa.Column("department_code", sa.String(length=16), nullable=True),
+        sa.Column(
+            "codes",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("duration_min", sa.Integer(), nullable=False),
+        sa.Column("preparation_min", sa.Integer(), nullable=False),
+        sa.Column("turnover_min", sa.Integer(), nullable=False),
+        sa.Column("price", sa.Numeric(precision=12, scale=2), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column(
+            "orderable_by_roles",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "orderable_by_kinds",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["department_code"],
+            ["department_code.code"],
+            name=op.f("fk_service_department_code_department_code"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_service")),
+    )
+    op.create_table(
+        "api_token",
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("username", sa.String(length=64), nullable=False),
+        sa.Column(
+            "scopes",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("institution_id", sa.String(length=64), nullable=True),
+        sa.Column("issued_at", carepool.core.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", carepool.core.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("revoked", sa.Boolean(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["username"],
+            ["app_user.username"],
+            name=op.f("fk_api_token_username_app_user"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_api_token")),
+    )
+    with op.batch_alter_table("api_token", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_api_token_username"), ["username"], unique=False)
+
+    op.create_table(
+        "department",
+        sa.Column("id", sa.String(length=64), nullable=False),
+        sa.Column("institution_id", sa.String(length=64), nullable=False),
+        sa.Column("campus_id", sa.String(length=64), nullable=False),
+        sa.Column("code", sa.String(length=16), nullable=False),
+        sa.Column("local_name", sa.String(length=200), nullable=False),
+        sa.Column("local_name_zh", sa.String(length=200), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["campus_id"], ["campus.id"], name=op.f("fk_department_campus_id_campus")
+        ),
+        sa.ForeignKeyConstraint(
+            ["code"], ["department_code.code"], name=op.f("fk_department_code_department_code")
+        ),
+        sa.ForeignKeyConstraint(
+            ["institution_id"],
+            ["institution.id"],
+            name=op.f("fk_department_institution_id_institution"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_department")),
+    )
+    with op.batch_alter_table("department", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_department_campus_id"), ["campus_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_department_code"), ["code"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_department_institution_id"), ["institution_id"], unique=False
         )
 
     op.create_table(
@@ -337,58 +383,6 @@ def upgrade() -> None:
     with op.batch_alter_table("service_requirement", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_service_requirement_service_id"), ["service_id"], unique=False
-        )
-
-    op.create_table(
-        "api_token",
-        sa.Column("token_hash", sa.String(length=64), nullable=False),
-        sa.Column("username", sa.String(length=64), nullable=False),
-        sa.Column(
-            "scopes",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
-        sa.Column("institution_id", sa.String(length=64), nullable=True),
-        sa.Column("issued_at", carepool.core.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", carepool.core.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("revoked", sa.Boolean(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["username"],
-            ["app_user.username"],
-            name=op.f("fk_api_token_username_app_user"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_api_token")),
-    )
-    with op.batch_alter_table("api_token", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_api_token_username"), ["username"], unique=False)
-
-    op.create_table(
-        "department",
-        sa.Column("id", sa.String(length=64), nullable=False),
-        sa.Column("institution_id", sa.String(length=64), nullable=False),
-        sa.Column("campus_id", sa.String(length=64), nullable=False),
-        sa.Column("code", sa.String(length=16), nullable=False),
-        sa.Column("local_name", sa.String(length=200), nullable=False),
-        sa.Column("local_name_zh", sa.String(length=200), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["campus_id"], ["campus.id"], name=op.f("fk_department_campus_id_campus")
-        ),
-        sa.ForeignKeyConstraint(
-            ["code"], ["department_code.code"], name=op.f("fk_department_code_department_code")
-        ),
-        sa.ForeignKeyConstraint(
-            ["institution_id"],
-            ["institution.id"],
-            name=op.f("fk_department_institution_id_institution"),
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_department")),
-    )
-    with op.batch_alter_table("department", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_department_campus_id"), ["campus_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_department_code"), ["code"], unique=False)
-        batch_op.create_index(
-            batch_op.f("ix_department_institution_id"), ["institution_id"], unique=False
         )
 
     op.create_table(
@@ -637,6 +631,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_ward_department_id"))
 
     op.drop_table("ward")
+    with op.batch_alter_table("service_requirement", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_service_requirement_service_id"))
+
+    op.drop_table("service_requirement")
+    op.drop_table("service_offering")
     with op.batch_alter_table("department", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_department_institution_id"))
         batch_op.drop_index(batch_op.f("ix_department_code"))
@@ -647,11 +646,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_api_token_username"))
 
     op.drop_table("api_token")
-    with op.batch_alter_table("service_requirement", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_service_requirement_service_id"))
-
-    op.drop_table("service_requirement")
-    op.drop_table("service_offering")
+    op.drop_table("service")
     with op.batch_alter_table("campus", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_campus_institution_id"))
 
@@ -660,7 +655,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_app_user_institution_id"))
 
     op.drop_table("app_user")
-    op.drop_table("service")
     with op.batch_alter_table("institution", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_institution_parent_id"))
 

@@ -1,0 +1,51 @@
+"""Request dependencies: one database session per request, and the authenticated caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from carepool.core import auth
+from carepool.core.errors import Unauthenticated
+
+
+def session_factory(request: Request) -> sessionmaker[Session]:
+    factory: sessionmaker[Session] = request.app.state.sessions
+    return factory
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A session whose transaction commits when the endpoint returns and rolls back on error."""
+    session = session_factory(request)()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+DbSession = Annotated[Session, Depends(get_session)]
+
+
+def current_principal(request: Request) -> auth.Principal:
+    """The caller behind `Authorization: Bearer <token>`; 401 without a valid token."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated(
+            "send an Authorization: Bearer <token> header "
+            "(get a token with `carepool auth token --user NAME`)"
+        )
+    with session_factory(request)() as session:
+        principal = auth.authenticate(session, token=token.strip())
+    request.state.principal = principal
+    return principal
+
+
+Caller = Annotated[auth.Principal, Depends(current_principal)]

@@ -1,0 +1,485 @@
+"""Anytime solver for the IHTC-2024 Integrated Healthcare Timetabling Problem.
+
+Why this module exists: it turns an instance (and optionally an existing plan and pinned
+decisions from live hospital data) into the best admission / room / theatre / nurse plan found
+within a time or work budget. The search itself runs in compiled kernels (`solver_kernels`);
+this module builds the start solution, runs a portfolio of annealing threads and returns the
+best feasible plan in the competition solution format.
+
+Search: greedy construction (pinned, then mandatory patients at their cheapest slot, optional
+ones when they pay), then rounds of simulated annealing with hard constraints as weighted
+penalties. Round ``k`` runs ``round_iters * growth**k`` moves per thread, cooling geometrically;
+each round restarts every thread from the shared best. Threads synchronise at fixed iteration
+epochs, so for a given seed and thread count the sequence of states is deterministic: the time
+limit only decides after which epoch the run stops (a longer run continues the trajectory of a
+shorter one), and ``max_iterations`` makes a run exactly reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from carepool.planning.ihtp import solver_kernels as K
+from carepool.planning.ihtp.solver_data import (
+    HARD_NAMES,
+    SOFT_NAMES,
+    SOFT_WEIGHT_KEYS,
+    IhtpData,
+    IhtpIndex,
+    build_data,
+    instance_to_dict,
+)
+from carepool.planning.ihtp.solver_eval import Evaluation, evaluate
+
+__all__ = ["ProgressPoint", "SolveResult", "SolverParams", "solve"]
+
+# Hard-violation weights (per unit: per patient, per room-day, per minute of overtime).
+HARD_WEIGHTS = np.array([2000, 5000, 40, 40, 5000, 5000, 2000, 5000, 5000], dtype=np.int64)
+
+# Move mix (relative weights), by move type in solver_kernels order.
+MOVE_WEIGHTS = {
+    K.M_ROOM: 10.0,
+    K.M_DAY: 8.0,
+    K.M_DAYROOM: 6.0,
+    K.M_THEATRE: 3.0,
+    K.M_SWAPROOM: 6.0,
+    K.M_INSERT: 4.0,
+    K.M_REMOVE: 2.0,
+    K.M_REPLACE: 3.0,
+    K.M_NURSE: 25.0,
+    K.M_NURSE_SWAP: 15.0,
+    K.M_NURSE_BLOCK: 15.0,
+    K.M_SWAPDAY: 3.0,
+}
+
+
+@dataclass(frozen=True)
+class SolverParams:
+    """Tuning knobs of the annealing schedule (defaults are the benchmarked ones)."""
+
+    epoch_iters: int = 50_000
+    round_iters: int = 3_000_000
+    growth: float = 1.5
+    max_round_iters: int = 200_000_000
+    t_first: float = 60.0
+    t_restart: float = 12.0
+    t_end: float = 0.6
+    move_weights: Mapping[int, float] = field(default_factory=lambda: dict(MOVE_WEIGHTS))
+
+
+@dataclass(frozen=True)
+class ProgressPoint:
+    """Best feasible cost (None before the first feasible one) after `iterations` moves."""
+
+    seconds: float
+    iterations: int
+    cost: int | None
+
+
+@dataclass
+class SolveResult:
+    """Outcome of `solve`.
+
+    `solution` is the best feasible plan (competition format) or, when none was found, the
+    least-violating final state with `feasible` False. `cost`/`violations`/`soft`/`hard` come
+    from the plain full evaluation of `solution` (not from the incremental search state).
+    """
+
+    solution: dict[str, Any]
+    cost: int
+    violations: int
+    feasible: bool
+    soft: dict[str, int]
+    hard: dict[str, int]
+    seconds: float
+    compile_seconds: float
+    iterations: int
+    trace: list[ProgressPoint]
+    threads: int
+    seed: int
+
+
+# --------------------------------------------------------------------------------------------
+# Conversions between solution dicts and arrays.
+
+
+def _solution_to_arrays(
+    data: IhtpData, index: IhtpIndex, sol: Mapping[str, Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    P, Q = data.n_patients, data.n_persons
+    adm = np.full(max(Q, 1), -1, np.int64)
+    room = np.full(max(Q, 1), -1, np.int64)
+    th = np.full(max(P, 1), -1, np.int64)
+    nurse_of = np.full((data.n_rooms, 3 * data.n_days), -1, np.int64)
+    pix = {pid: i for i, pid in enumerate(index.patient_ids)}
+    rix = {rid: i for i, rid in enumerate(index.room_ids)}
+    tix = {tid: i for i, tid in enumerate(index.theatre_ids)}
+    nix = {nid: i for i, nid in enumerate(index.nurse_ids)}
+    six = {s: i for i, s in enumerate(index.shift_types)}
+    for e in sol.get("patients", []) or []:
+        p = pix[e["id"]]
+        ad = e.get("admission_day", "none")
+        if ad == "none" or ad is None:
+            continue
+        adm[p] = int(ad)
+        room[p] = rix[e["room"]] if e.get("room") in rix else -1
+        th[p] = tix[e["operating_theater"]] if e.get("operating_theater") in tix else -1
+    for e in sol.get("nurses", []) or []:
+        n = nix[e["id"]]
+        for a in e.get("assignments", []) or []:
+            g = int(a["day"]) * 3 + six[a["shift"]]
+            if not 0 <= g < 3 * data.n_days or data.nurse_max[n, g] < 0:
+                continue  # outside the roster: dropped, the nurse fill repairs it
+            for rid in a.get("rooms", []) or []:
+                nurse_of[rix[rid], g] = n
+    return adm, room, th, nurse_of
+
+
+def _arrays_to_solution(
+    data: IhtpData,
+    index: IhtpIndex,
+    adm: np.ndarray,
+    room: np.ndarray,
+    th: np.ndarray,
+    nurse_of: np.ndarray,
+) -> dict[str, Any]:
+    D = data.n_days
+    patients: list[dict[str, Any]] = []
+    occupied = np.zeros((data.n_rooms, D), dtype=bool)
+    for o in range(data.n_persons - data.n_patients):
+        occupied[data.occ_room[o], 0 : min(int(data.los[data.n_patients + o]), D)] = True
+    for p, pid in enumerate(index.patient_ids):
+        if adm[p] < 0:
+            patients.append({"id": pid, "admission_day": "none"})
+            continue
+        a = int(adm[p])
+        occupied[room[p], a : min(a + int(data.los[p]), D)] = True
+        patients.append(
+            {
+                "id": pid,
+                "admission_day": a,
+                "room": index.room_ids[room[p]],
+                "operating_theater": index.theatre_ids[th[p]],
+            }
+        )
+    per_nurse: dict[int, dict[int, list[str]]] = {}
+    for r in range(data.n_rooms):
+        for g in range(3 * D):
+            n = int(nurse_of[r, g])
+            if n >= 0 and occupied[r, g // 3]:
+                per_nurse.setdefault(n, {}).setdefault(g, []).append(index.room_ids[r])
+    nurses = []
+    for n, nid in enumerate(index.nurse_ids):
+        shifts = per_nurse.get(n, {})
+        nurses.append(
+            {
+                "id": nid,
+                "assignments": [
+                    {"day": g // 3, "shift": index.shift_types[g % 3], "rooms": shifts[g]}
+                    for g in sorted(shifts)
+                ],
+            }
+        )
+    return {"patients": patients, "nurses": nurses}
+
+
+def _apply_fixed(data: IhtpData, adm: np.ndarray, room: np.ndarray, th: np.ndarray) -> None:
+    """Force pinned decisions onto a start solution (unplaceable ones are left to construction)."""
+    for p in range(data.n_patients):
+        fd = int(data.fix_day[p])
+        if fd == -2 or (fd >= 0 and adm[p] >= 0 and adm[p] != fd):
+            adm[p] = -1
+        if fd >= 0 and adm[p] < 0 and data.fix_room[p] >= 0 and data.fix_th[p] >= 0:
+            adm[p] = fd
+        if adm[p] >= 0:
+            if data.fix_room[p] >= 0:
+                room[p] = data.fix_room[p]
+            if data.fix_th[p] >= 0:
+                th[p] = data.fix_th[p]
+            if room[p] < 0 or th[p] < 0:
+                adm[p] = -1
+
+
+def _mandatory_order(data: IhtpData, rng: np.random.Generator) -> np.ndarray:
+    P = data.n_patients
+    if P == 0:
+        return np.zeros(1, np.int64)
+    width = data.due[:P] - data.release[:P]
+    keys = np.lexsort((rng.random(P), -data.duration[:P], -data.los[:P], data.due[:P], width))
+    return keys.astype(np.int64)
+
+
+def _move_cdf(weights: Mapping[int, float]) -> np.ndarray:
+    w = np.array([float(weights.get(m, 0.0)) for m in range(K.N_MOVES)], dtype=np.float64)
+    c = np.cumsum(w / w.sum())
+    c[-1] = 1.0
+    return c
+
+
+_WARM = False
+
+
+def toy_instance() -> dict[str, Any]:
+    """A two-day, one-room instance (used to compile the kernels; handy in tests)."""
+    shifts = ["early", "late", "night"]
+    return {
+        "days": 2,
+        "skill_levels": 2,
+        "shift_types": shifts,
+        "age_groups": ["young", "old"],
+        "weights": dict(zip(SOFT_WEIGHT_KEYS, [1, 1, 1, 1, 1, 1, 1, 10], strict=True)),
+        "occupants": [
+            {
+                "id": "a0",
+                "gender": "A",
+                "age_group": "old",
+                "length_of_stay": 1,
+                "workload_produced": [1, 1, 1],
+                "skill_level_required": [0, 1, 0],
+                "room_id": "r0",
+            }
+        ],
+        "patients": [
+            {
+                "id": "p0",
+                "mandatory": True,
+                "gender": "A",
+                "age_group": "young",
+                "length_of_stay": 2,
+                "surgery_release_day": 0,
+                "surgery_due_day": 1,
+                "surgery_duration": 60,
+                "surgeon_id": "s0",
+                "incompatible_room_ids": [],
+                "workload_produced": [1, 2, 1, 1, 1, 1],
+                "skill_level_required": [1, 0, 0, 1, 0, 0],
+            }
+        ],
+        "surgeons": [{"id": "s0", "max_surgery_time": [120, 120]}],
+        "operating_theaters": [{"id": "t0", "availability": [240, 240]}],
+        "rooms": [{"id": "r0", "capacity": 2}],
+        "nurses": [
+            {
+                "id": "n0",
+                "skill_level": 1,
+                "working_shifts": [
+                    {"day": d, "shift": s, "max_load": 5} for d in range(2) for s in shifts
+                ],
+            }
+        ],
+    }
+
+
+def warmup() -> None:
+    """Compile (or load from numba's cache) every kernel once per process."""
+    global _WARM
+    if _WARM:
+        return
+    data, _ = build_data(toy_instance())
+    st = K.new_state(data)
+    best = K.new_best(data)
+    rs = K.new_rng(1)
+    hw = HARD_WEIGHTS.copy()
+    nurse_of = np.full((data.n_rooms, 3 * data.n_days), -1, np.int64)
+    K.rebuild(data, st, st.adm.copy(), st.room.copy(), st.th.copy(), nurse_of)
+    K.greedy_nurses(data, st, rs)
+    K.construct(data, st, np.zeros(1, np.int64), hw, rs)
+    K.objective(data, st, hw)
+    K.save_best(st, best, 0)
+    stats = np.zeros((K.N_MOVES, 2), np.int64)
+    K.anneal(data, st, best, rs, 100, 1.0, 0.5, hw, _move_cdf(MOVE_WEIGHTS), stats)
+    _WARM = True
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry point.
+
+
+def solve(
+    instance: Any,
+    *,
+    time_limit: float,
+    seed: int = 0,
+    threads: int = 1,
+    initial: Mapping[str, Any] | None = None,
+    fixed: Mapping[str, Any] | None = None,
+    on_progress: Callable[[ProgressPoint], None] | None = None,
+    max_iterations: int | None = None,
+    params: SolverParams | None = None,
+) -> SolveResult:
+    """Search for the cheapest feasible plan of `instance` within `time_limit` seconds.
+
+    `instance`: competition dict, JSON text, path or pydantic model. `initial`: a solution dict
+    to start from (warm start; invalid nurse entries are dropped and repaired). `fixed`: pinned
+    decisions in solution format (see `solver_data.build_data`): a given admission day, room or
+    theatre of a patient is never changed, ``"admission_day": "none"`` keeps a patient out, and
+    listed nurse assignments are kept. `max_iterations` bounds the total number of moves (over
+    all threads); with it the result is identical for the same seed and thread count.
+    `on_progress` is called after every epoch. Time spent in parsing, numba compilation/cache
+    loading and construction counts against `time_limit`.
+    """
+    t0 = time.perf_counter()
+    prm = params or SolverParams()
+    threads = max(1, int(threads))
+    inst = instance_to_dict(instance)
+    data, index = build_data(inst, fixed)
+    hw = HARD_WEIGHTS.copy()
+    mcum = _move_cdf(prm.move_weights)
+    deadline = t0 + float(time_limit)
+
+    states = [K.new_state(data) for _ in range(threads)]
+    bests = [K.new_best(data) for _ in range(threads)]
+    rngs = [K.new_rng(seed * 7919 + 104729 * i + 1) for i in range(threads)]
+    stats = [np.zeros((K.N_MOVES, 2), np.int64) for _ in range(threads)]
+
+    # numba compiles (first run on a machine) or loads its on-disk cache here
+    tc = time.perf_counter()
+    warmup()
+    compile_seconds = time.perf_counter() - tc
+    st0 = states[0]
+    if initial is not None:
+        adm, room, th, nurse_of = _solution_to_arrays(data, index, initial)
+    else:
+        Q = max(data.n_persons, 1)
+        adm = np.full(Q, -1, np.int64)
+        room = np.full(Q, -1, np.int64)
+        th = np.full(max(data.n_patients, 1), -1, np.int64)
+        nurse_of = np.full((data.n_rooms, 3 * data.n_days), -1, np.int64)
+    _apply_fixed(data, adm, room, th)
+    nurse_of = np.where(data.fix_nurse >= 0, data.fix_nurse, nurse_of)
+    K.rebuild(data, st0, adm, room, th, nurse_of)
+    K.greedy_nurses(data, st0, rngs[0])  # cover every room-shift before pricing insertions
+    order = _mandatory_order(data, np.random.default_rng(seed))
+    K.construct(data, st0, order, hw, rngs[0])
+    K.greedy_nurses(data, st0, rngs[0])
+    if initial is not None:
+        # keep the warm start's nurses where it had them: re-apply, then fill the gaps
+        keep = (nurse_of >= 0) & (data.fix_nurse < 0)
+        nurse_fill = np.where(keep, nurse_of, st0.nurse_of)
+        K.rebuild(data, st0, st0.adm.copy(), st0.room.copy(), st0.th.copy(), nurse_fill)
+    for i in range(1, threads):
+        K.rebuild(data, states[i], st0.adm, st0.room, st0.th, st0.nurse_of)
+
+    trace: list[ProgressPoint] = []
+    g_best_cost: int | None = None
+    g_best_thread = -1
+
+    def refresh_best() -> None:
+        nonlocal g_best_cost, g_best_thread
+        for i, b in enumerate(bests):
+            c = int(b.cost[0])
+            if c != np.iinfo(np.int64).max and (g_best_cost is None or c < g_best_cost):
+                g_best_cost, g_best_thread = c, i
+
+    def report(iters: int) -> None:
+        pt = ProgressPoint(time.perf_counter() - t0, iters, g_best_cost)
+        if not trace or trace[-1].cost != pt.cost:
+            trace.append(pt)
+        if on_progress is not None:
+            on_progress(pt)
+
+    for i in range(threads):
+        s_cost, h_cost = K.objective(data, states[i], hw)
+        if h_cost == 0:
+            K.save_best(states[i], bests[i], s_cost)
+    refresh_best()
+    report(0)
+
+    pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
+    total_iters = 0
+    epoch = prm.epoch_iters
+    rnd = 0
+    stop = False
+    try:
+        while not stop:
+            length = int(min(prm.round_iters * prm.growth**rnd, prm.max_round_iters))
+            t_hi = prm.t_first if rnd == 0 else prm.t_restart
+            if rnd > 0 and g_best_thread >= 0:
+                gb = bests[g_best_thread]
+                for i in range(threads):
+                    K.rebuild(data, states[i], gb.adm, gb.room, gb.th, gb.nurse_of)
+            done = 0
+            while done < length:
+                n = min(epoch, length - done)
+                if max_iterations is not None:
+                    n = min(n, (max_iterations - total_iters) // threads)
+                    if n <= 0:
+                        stop = True
+                        break
+                ta = t_hi * (prm.t_end / t_hi) ** (done / length)
+                tb = t_hi * (prm.t_end / t_hi) ** ((done + n) / length)
+
+                def run(i: int, n: int = n, ta: float = ta, tb: float = tb) -> None:
+                    K.anneal(data, states[i], bests[i], rngs[i], n, ta, tb, hw, mcum, stats[i])
+
+                if pool is None:
+                    run(0)
+                else:
+                    list(pool.map(run, range(threads)))
+                done += n
+                total_iters += n * threads
+                refresh_best()
+                report(total_iters)
+                if time.perf_counter() >= deadline:
+                    stop = True
+                    break
+            rnd += 1
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+    if g_best_thread >= 0:
+        b = bests[g_best_thread]
+        sol = _arrays_to_solution(data, index, b.adm, b.room, b.th, b.nurse_of)
+    else:
+        # no feasible state: return the least-penalised current state
+        pens = [K.objective(data, s, hw)[1] for s in states]
+        s = states[int(np.argmin(pens))]
+        sol = _arrays_to_solution(data, index, s.adm, s.room, s.th, s.nurse_of)
+    ev: Evaluation = evaluate(inst, sol)
+    if g_best_cost is not None and ev.feasible and ev.cost != g_best_cost:
+        raise AssertionError(f"incremental cost {g_best_cost} != full evaluation {ev.cost}")
+    return SolveResult(
+        solution=sol,
+        cost=ev.cost,
+        violations=ev.violations,
+        feasible=ev.feasible,
+        soft=dict(ev.soft),
+        hard=dict(ev.hard),
+        seconds=time.perf_counter() - t0,
+        compile_seconds=compile_seconds,
+        iterations=total_iters,
+        trace=trace,
+        threads=threads,
+        seed=seed,
+    )
+
+
+def move_statistics(result_stats: list[np.ndarray]) -> dict[str, tuple[int, int]]:
+    """Tried/accepted counts per move type (diagnostics)."""
+    names = [
+        "room",
+        "day",
+        "dayroom",
+        "theatre",
+        "swaproom",
+        "insert",
+        "remove",
+        "replace",
+        "nurse",
+        "nurse_swap",
+        "nurse_block",
+        "swapday",
+    ]
+    tot = np.sum(result_stats, axis=0)
+    return {names[m]: (int(tot[m, 0]), int(tot[m, 1])) for m in range(K.N_MOVES)}
+
+
+_ = (math, HARD_NAMES, SOFT_NAMES)

@@ -79,7 +79,9 @@ def pg_available() -> None:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A migrated, empty database on each backend, shared by the tests of one worker."""
     if request.param == "sqlite":
         path = tmp_path_factory.mktemp("db") / "carepool.db"
@@ -162,7 +164,10 @@ class Tokens:
         username = f"{role.value}-{self._n}"
         with self._sessions() as session, session.begin():
             auth.create_user(
-                session, username=username, display_name=username, role=role,
+                session,
+                username=username,
+                display_name=username,
+                role=role,
                 institution_id=institution_id,
             )
             token = auth.issue_token(session, username=username, ttl=auth_ttl())

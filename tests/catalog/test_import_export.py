@@ -27,8 +27,12 @@ def _write(tmp_path: Path, doc: dict, name: str = "catalog.yaml") -> Path:
     return path
 
 
-def test_export_import_export_round_trip(engine, db_url: str, new_db_url: str, tmp_path: Path) -> None:
-    first = runner.invoke(app, ["catalog", "import", str(_write(tmp_path, small_catalog())), "--db", db_url, "--json"])
+def test_export_import_export_round_trip(
+    engine, db_url: str, new_db_url: str, tmp_path: Path
+) -> None:
+    first = runner.invoke(
+        app, ["catalog", "import", str(_write(tmp_path, small_catalog())), "--db", db_url, "--json"]
+    )
     assert first.exit_code == 0, first.output
     assert json.loads(first.stdout)["created"]["resource"] == 6
 
@@ -38,7 +42,9 @@ def test_export_import_export_round_trip(engine, db_url: str, new_db_url: str, t
     assert doc["resources"][0]["id"] == "hosp-b501-1"  # sorted by id
     assert doc["services"][0]["price"] == "180.00"
 
-    again = runner.invoke(app, ["catalog", "import", str(_write(tmp_path, doc, "exported.json")), "--db", new_db_url])
+    again = runner.invoke(
+        app, ["catalog", "import", str(_write(tmp_path, doc, "exported.json")), "--db", new_db_url]
+    )
     assert again.exit_code == 0, again.output
     second = runner.invoke(app, ["catalog", "export", "--json", "--db", new_db_url])
     assert json.loads(second.stdout) == doc
@@ -57,12 +63,23 @@ def test_import_updates_changed_entries_and_audits_before_after(
     engine, db_url: str, sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
     doc = small_catalog()
-    assert runner.invoke(app, ["catalog", "import", str(_write(tmp_path, doc)), "--db", db_url]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["catalog", "import", str(_write(tmp_path, doc)), "--db", db_url]
+        ).exit_code
+        == 0
+    )
     doc["resources"][3]["status"] = "maintenance"
-    result = runner.invoke(app, ["catalog", "import", str(_write(tmp_path, doc)), "--db", db_url, "--json"])
+    result = runner.invoke(
+        app, ["catalog", "import", str(_write(tmp_path, doc)), "--db", db_url, "--json"]
+    )
     assert json.loads(result.stdout)["updated"] == {"resource": 1}
     with sessions() as s:
-        row = s.scalars(select(AuditRecord).where(AuditRecord.entity_id == "hosp-ct1", AuditRecord.action == "U")).one()
+        row = s.scalars(
+            select(AuditRecord).where(
+                AuditRecord.entity_id == "hosp-ct1", AuditRecord.action == "U"
+            )
+        ).one()
     assert row.before["status"] == "in_service" and row.after["status"] == "maintenance"
     assert row.agent == "cli"
 
@@ -84,12 +101,16 @@ def test_dangling_reference_rolls_back_everything(
 ) -> None:
     doc = small_catalog()
     doc["resources"][-1]["department_id"] = "no-such-dept"  # valid shape, bad reference, last entry
-    result = runner.invoke(app, ["catalog", "import", str(_write(tmp_path, doc)), "--db", db_url, "--json"])
+    result = runner.invoke(
+        app, ["catalog", "import", str(_write(tmp_path, doc)), "--db", db_url, "--json"]
+    )
     assert result.exit_code == 1
     payload = json.loads(result.stdout)
     assert payload["errors"] == [
-        {"location": "resources[5] (id=hosp-nurse1).department_id",
-         "message": "department 'no-such-dept' does not exist"}
+        {
+            "location": "resources[5] (id=hosp-nurse1).department_id",
+            "message": "department 'no-such-dept' does not exist",
+        }
     ]
     with sessions() as s:  # the earlier, valid entries were not kept either
         assert s.scalar(select(func.count()).select_from(Resource)) == 0

@@ -109,9 +109,7 @@ class InstanceBuilder:
         return self
 
     def surgeon(self, id: str, max_time: PerDay = 600) -> InstanceBuilder:
-        self._data["surgeons"].append(
-            {"id": id, "max_surgery_time": _per_day(max_time, self.days)}
-        )
+        self._data["surgeons"].append({"id": id, "max_surgery_time": _per_day(max_time, self.days)})
         return self
 
     def nurse(
@@ -132,9 +130,7 @@ class InstanceBuilder:
             {
                 "id": id,
                 "skill_level": skill,
-                "working_shifts": [
-                    {"day": d, "shift": k, "max_load": max_load} for d, k in worked
-                ],
+                "working_shifts": [{"day": d, "shift": k, "max_load": max_load} for d, k in worked],
             }
         )
         return self

@@ -238,9 +238,12 @@ def test_room_capacity_ignores_days_past_the_horizon() -> None:
 def test_nurse_presence() -> None:
     inst_b = InstanceBuilder.basic(days=2).nurse("n1", shifts=[(0, "early")]).patient("p0")
     inst = inst_b.build()
-    assert validate(inst, SolutionBuilder().cover("n1", 0, "early", "r0").build(inst)).hard[
-        "NursePresence"
-    ] == 0
+    assert (
+        validate(inst, SolutionBuilder().cover("n1", 0, "early", "r0").build(inst)).hard[
+            "NursePresence"
+        ]
+        == 0
+    )
 
     # The loaders reject a nurse in a shift she does not work (the official validator aborts);
     # an unchecked Solution still gets an honest count from the counting function.

@@ -59,15 +59,12 @@ def _check_refs(
             )
             continue
         member = values.get("institution_id")
-        if (
-            field_name in _SAME_MEMBER_REFS
-            and member
-            and getattr(row, "institution_id", member) != member
-        ):
+        parent_member = getattr(row, "institution_id", member)
+        if field_name in _SAME_MEMBER_REFS and member and parent_member != member:
             errors.append(
                 FieldError(
                     f"{where}.{field_name}",
-                    f"{target} {ref!r} belongs to {row.institution_id!r}, not {member!r}",
+                    f"{target} {ref!r} belongs to {parent_member!r}, not {member!r}",
                 )
             )
         if (

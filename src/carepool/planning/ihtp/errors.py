@@ -1,4 +1,4 @@
-"""Typed errors for IHTC-2024 files, so a caller can tell a malformed file from an infeasible plan."""
+"""Typed IHTC-2024 file errors, so callers can tell a malformed file from an infeasible plan."""
 
 from __future__ import annotations
 

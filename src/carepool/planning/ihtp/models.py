@@ -593,8 +593,8 @@ def check_solution(instance: Instance, solution: Solution) -> None:
 
 
 def _read(source: JsonSource) -> Any:
-    if isinstance(source, Mapping):
-        return source
+    if not isinstance(source, str | os.PathLike):
+        return source  # already parsed; anything but an object is reported by validation
     text = Path(source).read_text(encoding="utf-8")
     try:
         return json.loads(text)

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-OFFICIAL_TEST_INSTANCES = tuple(f"test{i:02d}" for i in range(1, 11))
-
 
 @pytest.fixture(scope="session")
 def official_scores(ihtc_dir: Path) -> dict[str, tuple[int, int]]:

@@ -11,8 +11,9 @@
     sol = SolutionBuilder().admit("p0", day=1, room="r0", theater="t0").cover_all("n0", inst)
     report = evaluate(inst, sol)         # = validate(inst.build(), sol.build(inst))
 
-Defaults keep every component at zero unless a test sets something up: surgeries of 60 minutes
-in theatres/surgeons with 600, workload 1, skill required 0. Weights are distinct primes so a
+Defaults stay clear of every limit unless a test sets one up: 60-minute surgeries against 600
+minutes of theatre and surgeon time, 2-bed rooms, workload 1 against max_load 100, skill
+required 0, everyone gender A and "adult". Weights are distinct primes so a
 weight applied to the wrong component cannot go unnoticed. `to_dict()` returns a fresh deep copy
 that a test may corrupt before loading it.
 """
@@ -32,6 +33,8 @@ from carepool.planning.ihtp import (
     validate,
 )
 
+#: The organisers' test instances that come with a reference solution and an official score.
+OFFICIAL_TEST_INSTANCES: tuple[str, ...] = tuple(f"test{i:02d}" for i in range(1, 11))
 SHIFTS: tuple[str, ...] = ("early", "late", "night")
 AGES: tuple[str, ...] = ("infant", "adult", "elderly")
 WEIGHTS: dict[str, int] = {

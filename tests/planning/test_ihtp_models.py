@@ -22,8 +22,7 @@ from carepool.planning.ihtp import (
     solution_to_arrays,
 )
 from carepool.planning.ihtp.arrays import GENDER_CODES, WEIGHT_KEYS
-from tests.planning.conftest import OFFICIAL_TEST_INSTANCES
-from tests.planning.ihtp_factories import InstanceBuilder, SolutionBuilder
+from tests.planning.ihtp_factories import OFFICIAL_TEST_INSTANCES, InstanceBuilder, SolutionBuilder
 
 Doc = dict[str, Any]
 

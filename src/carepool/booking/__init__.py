@@ -1,1 +1,1 @@
-"""booking."""
+"""Process Service Center: one booking pool across the consortium."""

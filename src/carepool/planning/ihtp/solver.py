@@ -17,7 +17,6 @@ shorter one), and ``max_iterations`` makes a run exactly reproducible.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -28,8 +27,6 @@ import numpy as np
 
 from carepool.planning.ihtp import solver_kernels as K
 from carepool.planning.ihtp.solver_data import (
-    HARD_NAMES,
-    SOFT_NAMES,
     SOFT_WEIGHT_KEYS,
     IhtpData,
     IhtpIndex,
@@ -104,20 +101,23 @@ class SolveResult:
     trace: list[ProgressPoint]
     threads: int
     seed: int
+    move_stats: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------
 # Conversions between solution dicts and arrays.
 
 
-def _solution_to_arrays(
-    data: IhtpData, index: IhtpIndex, sol: Mapping[str, Any]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    P, Q = data.n_patients, data.n_persons
-    adm = np.full(max(Q, 1), -1, np.int64)
-    room = np.full(max(Q, 1), -1, np.int64)
-    th = np.full(max(P, 1), -1, np.int64)
-    nurse_of = np.full((data.n_rooms, 3 * data.n_days), -1, np.int64)
+def _solution_into(
+    data: IhtpData,
+    index: IhtpIndex,
+    sol: Mapping[str, Any],
+    adm: np.ndarray,
+    room: np.ndarray,
+    th: np.ndarray,
+    nurse_of: np.ndarray,
+) -> None:
+    """Write a solution dict's decisions into decision arrays (unknown ids raise KeyError)."""
     pix = {pid: i for i, pid in enumerate(index.patient_ids)}
     rix = {rid: i for i, rid in enumerate(index.room_ids)}
     tix = {tid: i for i, tid in enumerate(index.theatre_ids)}
@@ -139,7 +139,6 @@ def _solution_to_arrays(
                 continue  # outside the roster: dropped, the nurse fill repairs it
             for rid in a.get("rooms", []) or []:
                 nurse_of[rix[rid], g] = n
-    return adm, room, th, nurse_of
 
 
 def _arrays_to_solution(
@@ -283,19 +282,29 @@ def warmup() -> None:
     if _WARM:
         return
     data, _ = build_data(toy_instance())
-    st = K.new_state(data)
-    best = K.new_best(data)
+    lay, X = K.pack(data)
+    S = K.new_state(lay)
+    best = _new_best(lay)
     rs = K.new_rng(1)
     hw = HARD_WEIGHTS.copy()
-    nurse_of = np.full((data.n_rooms, 3 * data.n_days), -1, np.int64)
-    K.rebuild(data, st, st.adm.copy(), st.room.copy(), st.th.copy(), nurse_of)
-    K.greedy_nurses(data, st, rs)
-    K.construct(data, st, np.zeros(1, np.int64), hw, rs)
-    K.objective(data, st, hw)
-    K.save_best(st, best, 0)
+    K.rebuild(lay, X, S, _empty_decisions(lay))
+    K.greedy_nurses(lay, X, S, rs, False)
+    K.construct(lay, X, S, np.zeros(1, np.int64), hw, rs)
+    K.objective(lay, X, S, hw)
     stats = np.zeros((K.N_MOVES, 2), np.int64)
-    K.anneal(data, st, best, rs, 100, 1.0, 0.5, hw, _move_cdf(MOVE_WEIGHTS), stats)
+    K.anneal(lay, X, S, best, rs, 100, 1.0, 0.5, hw, _move_cdf(MOVE_WEIGHTS), stats)
     _WARM = True
+
+
+def _new_best(lay: K.Layout) -> np.ndarray:
+    b = np.zeros(lay.n_dec + 1, np.int64)
+    b[lay.n_dec] = K.BIG
+    return b
+
+
+def _empty_decisions(lay: K.Layout) -> np.ndarray:
+    dec = np.full(lay.n_dec, -1, np.int64)
+    return dec
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,99 +326,90 @@ def solve(
     """Search for the cheapest feasible plan of `instance` within `time_limit` seconds.
 
     `instance`: competition dict, JSON text, path or pydantic model. `initial`: a solution dict
-    to start from (warm start; invalid nurse entries are dropped and repaired). `fixed`: pinned
-    decisions in solution format (see `solver_data.build_data`): a given admission day, room or
-    theatre of a patient is never changed, ``"admission_day": "none"`` keeps a patient out, and
-    listed nurse assignments are kept. `max_iterations` bounds the total number of moves (over
-    all threads); with it the result is identical for the same seed and thread count.
-    `on_progress` is called after every epoch. Time spent in parsing, numba compilation/cache
-    loading and construction counts against `time_limit`.
+    to start from (warm start; entries outside a nurse's roster are dropped and uncovered
+    room-shifts filled). `fixed`: pinned decisions in solution format (see
+    `solver_data.build_data`): a given admission day, room or theatre of a patient is never
+    changed, ``"admission_day": "none"`` keeps a patient out, and listed nurse assignments are
+    kept. `max_iterations` bounds the total number of moves (over all threads); with it the
+    result is identical for the same seed and thread count, whatever the machine load.
+    `on_progress` is called after every epoch. Parsing, numba compilation (or cache loading)
+    and construction count against `time_limit`; the search stops at the first epoch boundary
+    after the limit (epochs are short: tens of milliseconds).
     """
     t0 = time.perf_counter()
     prm = params or SolverParams()
     threads = max(1, int(threads))
     inst = instance_to_dict(instance)
     data, index = build_data(inst, fixed)
-    hw = HARD_WEIGHTS.copy()
-    mcum = _move_cdf(prm.move_weights)
     deadline = t0 + float(time_limit)
 
-    states = [K.new_state(data) for _ in range(threads)]
-    bests = [K.new_best(data) for _ in range(threads)]
+    tc = time.perf_counter()
+    warmup()  # numba compiles (first run on a machine) or loads its on-disk cache here
+    compile_seconds = time.perf_counter() - tc
+
+    lay, X = K.pack(data)
+    hw = HARD_WEIGHTS.copy()
+    mcum = _move_cdf(prm.move_weights)
+    states = [K.new_state(lay) for _ in range(threads)]
+    bests = [_new_best(lay) for _ in range(threads)]
     rngs = [K.new_rng(seed * 7919 + 104729 * i + 1) for i in range(threads)]
     stats = [np.zeros((K.N_MOVES, 2), np.int64) for _ in range(threads)]
 
-    # numba compiles (first run on a machine) or loads its on-disk cache here
-    tc = time.perf_counter()
-    warmup()
-    compile_seconds = time.perf_counter() - tc
-    st0 = states[0]
+    # Start solution: warm start and pinned decisions, then greedy for whatever is missing.
+    S0 = states[0]
+    dec = _empty_decisions(lay)
+    adm, room, th, nurse_of = K.decisions(lay, dec)
     if initial is not None:
-        adm, room, th, nurse_of = _solution_to_arrays(data, index, initial)
-    else:
-        Q = max(data.n_persons, 1)
-        adm = np.full(Q, -1, np.int64)
-        room = np.full(Q, -1, np.int64)
-        th = np.full(max(data.n_patients, 1), -1, np.int64)
-        nurse_of = np.full((data.n_rooms, 3 * data.n_days), -1, np.int64)
+        _solution_into(data, index, initial, adm, room, th, nurse_of)
     _apply_fixed(data, adm, room, th)
-    nurse_of = np.where(data.fix_nurse >= 0, data.fix_nurse, nurse_of)
-    K.rebuild(data, st0, adm, room, th, nurse_of)
-    K.greedy_nurses(data, st0, rngs[0])  # cover every room-shift before pricing insertions
+    nurse_of[:, :] = np.where(data.fix_nurse >= 0, data.fix_nurse, nurse_of)
+    K.rebuild(lay, X, S0, dec)
+    K.greedy_nurses(lay, X, S0, rngs[0], True)
     order = _mandatory_order(data, np.random.default_rng(seed))
-    K.construct(data, st0, order, hw, rngs[0])
-    K.greedy_nurses(data, st0, rngs[0])
-    if initial is not None:
-        # keep the warm start's nurses where it had them: re-apply, then fill the gaps
-        keep = (nurse_of >= 0) & (data.fix_nurse < 0)
-        nurse_fill = np.where(keep, nurse_of, st0.nurse_of)
-        K.rebuild(data, st0, st0.adm.copy(), st0.room.copy(), st0.th.copy(), nurse_fill)
+    K.construct(lay, X, S0, order, hw, rngs[0])
+    K.greedy_nurses(lay, X, S0, rngs[0], initial is not None)
     for i in range(1, threads):
-        K.rebuild(data, states[i], st0.adm, st0.room, st0.th, st0.nurse_of)
+        K.rebuild(lay, X, states[i], S0)
 
     trace: list[ProgressPoint] = []
-    g_best_cost: int | None = None
-    g_best_thread = -1
+    g_best: int | None = None
+    g_thread = -1
 
     def refresh_best() -> None:
-        nonlocal g_best_cost, g_best_thread
+        nonlocal g_best, g_thread
         for i, b in enumerate(bests):
-            c = int(b.cost[0])
-            if c != np.iinfo(np.int64).max and (g_best_cost is None or c < g_best_cost):
-                g_best_cost, g_best_thread = c, i
+            c = int(b[lay.n_dec])
+            if c != K.BIG and (g_best is None or c < g_best):
+                g_best, g_thread = c, i
 
     def report(iters: int) -> None:
-        pt = ProgressPoint(time.perf_counter() - t0, iters, g_best_cost)
+        pt = ProgressPoint(time.perf_counter() - t0, iters, g_best)
         if not trace or trace[-1].cost != pt.cost:
             trace.append(pt)
         if on_progress is not None:
             on_progress(pt)
 
     for i in range(threads):
-        s_cost, h_cost = K.objective(data, states[i], hw)
-        if h_cost == 0:
-            K.save_best(states[i], bests[i], s_cost)
+        K.anneal(lay, X, states[i], bests[i], rngs[i], 0, 1.0, 1.0, hw, mcum, stats[i])
     refresh_best()
     report(0)
 
     pool = ThreadPoolExecutor(max_workers=threads) if threads > 1 else None
-    total_iters = 0
-    epoch = prm.epoch_iters
+    total = 0
     rnd = 0
-    stop = False
+    stop = time.perf_counter() >= deadline
     try:
         while not stop:
             length = int(min(prm.round_iters * prm.growth**rnd, prm.max_round_iters))
             t_hi = prm.t_first if rnd == 0 else prm.t_restart
-            if rnd > 0 and g_best_thread >= 0:
-                gb = bests[g_best_thread]
+            if rnd > 0 and g_thread >= 0:
                 for i in range(threads):
-                    K.rebuild(data, states[i], gb.adm, gb.room, gb.th, gb.nurse_of)
+                    K.rebuild(lay, X, states[i], bests[g_thread])
             done = 0
             while done < length:
-                n = min(epoch, length - done)
+                n = min(prm.epoch_iters, length - done)
                 if max_iterations is not None:
-                    n = min(n, (max_iterations - total_iters) // threads)
+                    n = min(n, (max_iterations - total) // threads)
                     if n <= 0:
                         stop = True
                         break
@@ -417,16 +417,16 @@ def solve(
                 tb = t_hi * (prm.t_end / t_hi) ** ((done + n) / length)
 
                 def run(i: int, n: int = n, ta: float = ta, tb: float = tb) -> None:
-                    K.anneal(data, states[i], bests[i], rngs[i], n, ta, tb, hw, mcum, stats[i])
+                    K.anneal(lay, X, states[i], bests[i], rngs[i], n, ta, tb, hw, mcum, stats[i])
 
                 if pool is None:
                     run(0)
                 else:
                     list(pool.map(run, range(threads)))
                 done += n
-                total_iters += n * threads
+                total += n * threads
                 refresh_best()
-                report(total_iters)
+                report(total)
                 if time.perf_counter() >= deadline:
                     stop = True
                     break
@@ -435,17 +435,15 @@ def solve(
         if pool is not None:
             pool.shutdown()
 
-    if g_best_thread >= 0:
-        b = bests[g_best_thread]
-        sol = _arrays_to_solution(data, index, b.adm, b.room, b.th, b.nurse_of)
-    else:
-        # no feasible state: return the least-penalised current state
-        pens = [K.objective(data, s, hw)[1] for s in states]
-        s = states[int(np.argmin(pens))]
-        sol = _arrays_to_solution(data, index, s.adm, s.room, s.th, s.nurse_of)
+    if g_thread >= 0:
+        src = bests[g_thread]
+    else:  # no feasible state: return the least-penalised current state
+        pens = [K.objective(lay, X, st, hw)[1] for st in states]
+        src = states[int(np.argmin(pens))]
+    sol = _arrays_to_solution(data, index, *K.decisions(lay, src))
     ev: Evaluation = evaluate(inst, sol)
-    if g_best_cost is not None and ev.feasible and ev.cost != g_best_cost:
-        raise AssertionError(f"incremental cost {g_best_cost} != full evaluation {ev.cost}")
+    if g_best is not None and (not ev.feasible or ev.cost != g_best):
+        raise AssertionError(f"incremental cost {g_best} disagrees with full evaluation {ev}")
     return SolveResult(
         solution=sol,
         cost=ev.cost,
@@ -455,31 +453,15 @@ def solve(
         hard=dict(ev.hard),
         seconds=time.perf_counter() - t0,
         compile_seconds=compile_seconds,
-        iterations=total_iters,
+        iterations=total,
         trace=trace,
         threads=threads,
         seed=seed,
+        move_stats=move_statistics(stats),
     )
 
 
-def move_statistics(result_stats: list[np.ndarray]) -> dict[str, tuple[int, int]]:
+def move_statistics(stats: list[np.ndarray]) -> dict[str, tuple[int, int]]:
     """Tried/accepted counts per move type (diagnostics)."""
-    names = [
-        "room",
-        "day",
-        "dayroom",
-        "theatre",
-        "swaproom",
-        "insert",
-        "remove",
-        "replace",
-        "nurse",
-        "nurse_swap",
-        "nurse_block",
-        "swapday",
-    ]
-    tot = np.sum(result_stats, axis=0)
-    return {names[m]: (int(tot[m, 0]), int(tot[m, 1])) for m in range(K.N_MOVES)}
-
-
-_ = (math, HARD_NAMES, SOFT_NAMES)
+    tot = np.sum(stats, axis=0)
+    return {K.MOVE_NAMES[m]: (int(tot[m, 0]), int(tot[m, 1])) for m in range(K.N_MOVES)}

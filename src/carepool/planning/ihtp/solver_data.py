@@ -157,7 +157,7 @@ def build_data(
     nurses = list(inst["nurses"])
     patients = list(inst["patients"])
     occupants = list(inst["occupants"])
-    R, T, NS, N, P, O = (
+    R, T, NS, N, P, n_occ = (
         len(rooms),
         len(theatres),
         len(surgeons),
@@ -165,7 +165,7 @@ def build_data(
         len(patients),
         len(occupants),
     )
-    Q = P + O
+    Q = P + n_occ
     room_ix = {r["id"]: i for i, r in enumerate(rooms)}
     th_ix = {t["id"]: i for i, t in enumerate(theatres)}
     surg_ix = {s["id"]: i for i, s in enumerate(surgeons)}
@@ -237,7 +237,7 @@ def build_data(
             if not incompat[p, r]:
                 comp_rooms[p, comp_cnt[p]] = r
                 comp_cnt[p] += 1
-    occ_room = np.zeros(max(O, 1), dtype=np.int64)
+    occ_room = np.zeros(max(n_occ, 1), dtype=np.int64)
     for o, x in enumerate(occupants):
         occ_room[o] = room_ix[x["room_id"]]
 

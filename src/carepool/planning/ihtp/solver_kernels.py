@@ -5,11 +5,16 @@ with compiled code over flat arrays. Every kernel is ``njit(cache=True, nogil=Tr
 portfolio can run one search per Python thread in parallel and the compile cost is paid once
 per machine (numba's on-disk cache).
 
-The state keeps every cost and violation component up to date under four primitive operations
-(`admit`, `unadmit`, `move_theatre` and `set_nurse`); a move applies primitives, reads the new
-objective and, when rejected, applies the inverse primitives. Every room-shift always has a
-nurse when any nurse works that shift, so coverage never breaks and patient moves are priced
-with the nurses currently in place (skill, workload and continuity included).
+Memory layout: all instance data live in one flat int64 vector ``X`` and all search state in
+one flat int64 vector ``S``; a `Layout` of plain ints gives dimensions and offsets. (Passing
+tuples of many arrays between numba functions costs an atomic reference-count update per array
+access, which made moves ~50x slower and would make threads fight over shared counters.)
+
+The state keeps every cost and violation component up to date under four primitives (`admit`,
+`unadmit`, `move_theatre`, `set_nurse`); a move applies primitives, reads the new objective and,
+when rejected, applies the inverse primitives. Every room-shift always has a nurse when any nurse
+works that shift, so coverage never breaks and patient moves are priced with the nurses in place
+(skill, workload and continuity included).
 """
 
 from __future__ import annotations
@@ -43,96 +48,216 @@ M_NURSE_SWAP = 9
 M_NURSE_BLOCK = 10
 M_SWAPDAY = 11
 N_MOVES = 12
+MOVE_NAMES = (
+    "room",
+    "day",
+    "day+room",
+    "theatre",
+    "swap-rooms",
+    "insert",
+    "remove",
+    "replace",
+    "nurse",
+    "swap-nurses",
+    "nurse-block",
+    "swap-days",
+)
 
 UNDO_SIZE = 256
+BIG = np.iinfo(np.int64).max
 
 
-class State(NamedTuple):
-    """Mutable search state; every array is updated in place by the kernels."""
+class Layout(NamedTuple):
+    """Dimensions and offsets into the flat data vector X and state vector S (ints only)."""
 
-    adm: np.ndarray  # [Q] admission day (-1 = not admitted; occupants 0)
-    room: np.ndarray  # [Q]
-    th: np.ndarray  # [P]
-    nurse_of: np.ndarray  # [R, G]
-    cnt: np.ndarray  # [R, D]
-    gcnt: np.ndarray  # [R, D, 2]
-    agecnt: np.ndarray  # [R, D, A]
-    plist: np.ndarray  # [R, D, K]
-    wl: np.ndarray  # [R, G]
-    nload: np.ndarray  # [N, G]
-    contcnt: np.ndarray  # [Q, N]
-    sload: np.ndarray  # [NS, D]
-    tload: np.ndarray  # [T, D]
-    tcnt: np.ndarray  # [T, D]
-    stcnt: np.ndarray  # [NS, D, T]
-    snth: np.ndarray  # [NS, D]
-    soft: np.ndarray  # [8]
-    hard: np.ndarray  # [9]
-    order: np.ndarray  # [P] admitted patients first
-    pos: np.ndarray  # [P]
-    nadm: np.ndarray  # [1]
-    undo: np.ndarray  # [UNDO_SIZE]
+    D: int
+    G: int
+    R: int
+    T: int
+    NS: int
+    N: int
+    A: int
+    P: int
+    Q: int
+    K: int
+    W: int
+    # data offsets (X)
+    cap: int
+    avail: int
+    smax: int
+    nskill: int
+    nmax: int
+    nsod: int
+    snur: int
+    snc: int
+    los: int
+    gender: int
+    age: int
+    rel: int
+    due: int
+    mand: int
+    dur: int
+    surg: int
+    incompat: int
+    comp: int
+    compc: int
+    occroom: int
+    rwl: int
+    rsk: int
+    wsoft: int
+    fday: int
+    froom: int
+    fth: int
+    fnurse: int
+    xsize: int
+    # state offsets (S); decisions first so a best copy is one slice
+    adm: int
+    room: int
+    th: int
+    nurse: int
+    n_dec: int
+    cnt: int
+    gcnt: int
+    agec: int
+    plist: int
+    wl: int
+    nload: int
+    cont: int
+    sload: int
+    tload: int
+    tcnt: int
+    stcnt: int
+    snth: int
+    soft: int
+    hard: int
+    order: int
+    pos: int
+    nadm: int
+    undo: int
+    ssize: int
 
 
-class Best(NamedTuple):
-    """Best feasible solution found by one search thread."""
-
-    adm: np.ndarray
-    room: np.ndarray
-    th: np.ndarray
-    nurse_of: np.ndarray
-    cost: np.ndarray  # [1] weighted soft cost, int64 max when none yet
-
-
-def new_state(dat: IhtpData) -> State:
-    """Allocate a zeroed state for `dat` (use `rebuild` to fill it)."""
-    D, R, T, NS, N, A = (
-        dat.n_days,
-        dat.n_rooms,
-        dat.n_theatres,
-        max(dat.n_surgeons, 1),
-        max(dat.n_nurses, 1),
-        dat.n_ages,
-    )
-    P, Q = max(dat.n_patients, 1), max(dat.n_persons, 1)
+def pack(data: IhtpData) -> tuple[Layout, np.ndarray]:
+    """Flatten `data` into (layout, X)."""
+    D = data.n_days
     G = 3 * D
-    i8 = np.int64
-    return State(
-        adm=np.full(Q, -1, i8),
-        room=np.full(Q, -1, i8),
-        th=np.full(P, -1, i8),
-        nurse_of=np.full((R, G), -1, i8),
-        cnt=np.zeros((R, D), i8),
-        gcnt=np.zeros((R, D, 2), i8),
-        agecnt=np.zeros((R, D, A), i8),
-        plist=np.zeros((R, D, dat.cap_slots), i8),
-        wl=np.zeros((R, G), i8),
-        nload=np.zeros((N, G), i8),
-        contcnt=np.zeros((Q, N), np.int32),
-        sload=np.zeros((NS, D), i8),
-        tload=np.zeros((max(T, 1), D), i8),
-        tcnt=np.zeros((max(T, 1), D), i8),
-        stcnt=np.zeros((NS, D, max(T, 1)), i8),
-        snth=np.zeros((NS, D), i8),
-        soft=np.zeros(8, i8),
-        hard=np.zeros(9, i8),
-        order=np.arange(P, dtype=i8),
-        pos=np.arange(P, dtype=i8),
-        nadm=np.zeros(1, i8),
-        undo=np.zeros(UNDO_SIZE, i8),
+    R = data.n_rooms
+    T = max(data.n_theatres, 1)
+    NS = max(data.n_surgeons, 1)
+    N = max(data.n_nurses, 1)
+    A = data.n_ages
+    P = max(data.n_patients, 1)
+    Q = max(data.n_persons, 1)
+    K = data.cap_slots
+    W = data.req_wl.shape[1]
+    n_occ = max(data.n_persons - data.n_patients, 1)
+    parts: list[tuple[str, np.ndarray, int]] = [
+        ("cap", data.room_cap, R),
+        ("avail", data.th_avail, T * D),
+        ("smax", data.surg_max, NS * D),
+        ("nskill", data.nurse_skill, N),
+        ("nmax", data.nurse_max, N * G),
+        ("nsod", data.nurse_shift_of_day, N * D),
+        ("snur", data.shift_nurses, G * N),
+        ("snc", data.shift_nurse_cnt, G),
+        ("los", data.los, Q),
+        ("gender", data.gender, Q),
+        ("age", data.age, Q),
+        ("rel", data.release, P),
+        ("due", data.due, P),
+        ("mand", data.mandatory, P),
+        ("dur", data.duration, P),
+        ("surg", data.surgeon, P),
+        ("incompat", data.incompat, P * R),
+        ("comp", data.comp_rooms, P * R),
+        ("compc", data.comp_cnt, P),
+        ("occroom", data.occ_room, n_occ),
+        ("rwl", data.req_wl, Q * W),
+        ("rsk", data.req_sk, Q * W),
+        ("wsoft", data.w_soft, 8),
+        ("fday", data.fix_day, P),
+        ("froom", data.fix_room, P),
+        ("fth", data.fix_th, P),
+        ("fnurse", data.fix_nurse, R * G),
+    ]
+    offs: dict[str, int] = {}
+    o = 0
+    for name, _arr, size in parts:
+        offs[name] = o
+        o += size
+    X = np.zeros(o, np.int64)
+    for name, arr, size in parts:
+        flat = np.asarray(arr).astype(np.int64).ravel()
+        X[offs[name] : offs[name] + min(size, flat.size)] = flat[:size]
+    s_parts = [
+        ("adm", Q),
+        ("room", Q),
+        ("th", P),
+        ("nurse", R * G),
+        ("cnt", R * D),
+        ("gcnt", R * D * 2),
+        ("agec", R * D * A),
+        ("plist", R * D * K),
+        ("wl", R * G),
+        ("nload", N * G),
+        ("cont", Q * N),
+        ("sload", NS * D),
+        ("tload", T * D),
+        ("tcnt", T * D),
+        ("stcnt", NS * D * T),
+        ("snth", NS * D),
+        ("soft", 8),
+        ("hard", 9),
+        ("order", P),
+        ("pos", P),
+        ("nadm", 1),
+        ("undo", UNDO_SIZE),
+    ]
+    so: dict[str, int] = {}
+    o2 = 0
+    for name, size in s_parts:
+        so[name] = o2
+        o2 += size
+    lay = Layout(
+        D=D,
+        G=G,
+        R=R,
+        T=T,
+        NS=NS,
+        N=N,
+        A=A,
+        P=data.n_patients,
+        Q=data.n_persons,
+        K=K,
+        W=W,
+        xsize=o,
+        n_dec=so["cnt"],
+        ssize=o2,
+        **offs,
+        **so,
     )
+    return lay, X
 
 
-def new_best(dat: IhtpData) -> Best:
-    """Allocate an empty best-solution record."""
-    st = new_state(dat)
-    return Best(
-        adm=st.adm.copy(),
-        room=st.room.copy(),
-        th=st.th.copy(),
-        nurse_of=st.nurse_of.copy(),
-        cost=np.full(1, np.iinfo(np.int64).max, np.int64),
-    )
+def new_state(lay: Layout) -> np.ndarray:
+    """A zeroed state vector (use `rebuild` to fill it)."""
+    return np.zeros(lay.ssize, np.int64)
+
+
+def decisions(lay: Layout, S: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Views (adm[Q], room[Q], th[P], nurse_of[R, G]) into a state or best vector."""
+    Q = max(lay.Q, 1)
+    P = max(lay.P, 1)
+    adm = S[lay.adm : lay.adm + Q]
+    room = S[lay.room : lay.room + Q]
+    th = S[lay.th : lay.th + P]
+    nurse = S[lay.nurse : lay.nurse + lay.R * lay.G].reshape(lay.R, lay.G)
+    return adm, room, th, nurse
+
+
+def components(lay: Layout, S: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(soft[8], hard[9]) raw counts of a state vector."""
+    return S[lay.soft : lay.soft + 8], S[lay.hard : lay.hard + 9]
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,11 +296,11 @@ def new_rng(seed: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _age_span(agecnt: Any, r: int, d: int, A: int) -> int:
+def _age_span(L: Any, S: Any, base: int) -> int:
     lo = -1
     hi = -1
-    for a in range(A):
-        if agecnt[r, d, a] > 0:
+    for a in range(L.A):
+        if S[base + a] > 0:
             if lo < 0:
                 lo = a
             hi = a
@@ -185,354 +310,346 @@ def _age_span(agecnt: Any, r: int, d: int, A: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _add_person(dat: Any, st: Any, q: int, r: int, a: int) -> bool:
-    D = dat.n_days
-    e = min(a + dat.los[q], D)
+def _add_person(L: Any, X: Any, S: Any, q: int, r: int, a: int) -> bool:
+    D = L.D
+    e = min(a + X[L.los + q], D)
     for d in range(a, e):
-        if st.cnt[r, d] >= dat.cap_slots:
+        if S[L.cnt + r * D + d] >= L.K:
             return False
-    soft = st.soft
-    hard = st.hard
-    gq = dat.gender[q]
-    aq = dat.age[q]
-    A = dat.n_ages
-    cap = dat.room_cap[r]
+    so = L.soft
+    ha = L.hard
+    gq = X[L.gender + q]
+    aq = X[L.age + q]
+    cap = X[L.cap + r]
+    rowq = q * L.W
     for d in range(a, e):
-        c = st.cnt[r, d]
-        span0 = _age_span(st.agecnt, r, d, A)
-        gm0 = min(st.gcnt[r, d, 0], st.gcnt[r, d, 1])
-        st.plist[r, d, c] = q
-        st.cnt[r, d] = c + 1
-        st.gcnt[r, d, gq] += 1
-        st.agecnt[r, d, aq] += 1
-        soft[S_AGE] += _age_span(st.agecnt, r, d, A) - span0
-        hard[H_GENDER] += min(st.gcnt[r, d, 0], st.gcnt[r, d, 1]) - gm0
+        rd = r * D + d
+        c = S[L.cnt + rd]
+        ab = L.agec + rd * L.A
+        span0 = _age_span(L, S, ab)
+        gb = L.gcnt + rd * 2
+        gm0 = min(S[gb], S[gb + 1])
+        S[L.plist + rd * L.K + c] = q
+        S[L.cnt + rd] = c + 1
+        S[gb + gq] += 1
+        S[ab + aq] += 1
+        S[so + S_AGE] += _age_span(L, S, ab) - span0
+        S[ha + H_GENDER] += min(S[gb], S[gb + 1]) - gm0
         if c + 1 > cap:
-            hard[H_CAPACITY] += 1
+            S[ha + H_CAPACITY] += 1
         for k in range(3):
             g = 3 * d + k
-            j = g - 3 * a
-            n = st.nurse_of[r, g]
-            w = dat.req_wl[q, j]
-            st.wl[r, g] += w
+            j = rowq + g - 3 * a
+            n = S[L.nurse + r * L.G + g]
+            w = X[L.rwl + j]
+            S[L.wl + r * L.G + g] += w
             if n >= 0:
-                mx = dat.nurse_max[n, g]
-                l0 = st.nload[n, g]
-                soft[S_LOAD] += max(0, l0 + w - mx) - max(0, l0 - mx)
-                st.nload[n, g] = l0 + w
-                sk = dat.req_sk[q, j] - dat.nurse_skill[n]
+                ng = n * L.G + g
+                mx = X[L.nmax + ng]
+                l0 = S[L.nload + ng]
+                S[so + S_LOAD] += max(0, l0 + w - mx) - max(0, l0 - mx)
+                S[L.nload + ng] = l0 + w
+                sk = X[L.rsk + j] - X[L.nskill + n]
                 if sk > 0:
-                    soft[S_SKILL] += sk
-                cc = st.contcnt[q, n]
-                if cc == 0:
-                    soft[S_CONT] += 1
-                st.contcnt[q, n] = cc + 1
+                    S[so + S_SKILL] += sk
+                ci = L.cont + q * L.N + n
+                if S[ci] == 0:
+                    S[so + S_CONT] += 1
+                S[ci] += 1
             elif c == 0:
-                hard[H_UNCOV] += 1
+                S[ha + H_UNCOV] += 1
     return True
 
 
 @njit(cache=True, nogil=True)
-def _remove_person(dat: Any, st: Any, q: int, r: int, a: int) -> None:
-    D = dat.n_days
-    e = min(a + dat.los[q], D)
-    soft = st.soft
-    hard = st.hard
-    gq = dat.gender[q]
-    aq = dat.age[q]
-    A = dat.n_ages
-    cap = dat.room_cap[r]
+def _remove_person(L: Any, X: Any, S: Any, q: int, r: int, a: int) -> None:
+    D = L.D
+    e = min(a + X[L.los + q], D)
+    so = L.soft
+    ha = L.hard
+    gq = X[L.gender + q]
+    aq = X[L.age + q]
+    cap = X[L.cap + r]
+    rowq = q * L.W
     for d in range(a, e):
-        c = st.cnt[r, d]
-        span0 = _age_span(st.agecnt, r, d, A)
-        gm0 = min(st.gcnt[r, d, 0], st.gcnt[r, d, 1])
+        rd = r * D + d
+        c = S[L.cnt + rd]
+        ab = L.agec + rd * L.A
+        span0 = _age_span(L, S, ab)
+        gb = L.gcnt + rd * 2
+        gm0 = min(S[gb], S[gb + 1])
+        pb = L.plist + rd * L.K
         for i in range(c):
-            if st.plist[r, d, i] == q:
-                st.plist[r, d, i] = st.plist[r, d, c - 1]
+            if S[pb + i] == q:
+                S[pb + i] = S[pb + c - 1]
                 break
-        st.cnt[r, d] = c - 1
-        st.gcnt[r, d, gq] -= 1
-        st.agecnt[r, d, aq] -= 1
-        soft[S_AGE] += _age_span(st.agecnt, r, d, A) - span0
-        hard[H_GENDER] += min(st.gcnt[r, d, 0], st.gcnt[r, d, 1]) - gm0
+        S[L.cnt + rd] = c - 1
+        S[gb + gq] -= 1
+        S[ab + aq] -= 1
+        S[so + S_AGE] += _age_span(L, S, ab) - span0
+        S[ha + H_GENDER] += min(S[gb], S[gb + 1]) - gm0
         if c > cap:
-            hard[H_CAPACITY] -= 1
+            S[ha + H_CAPACITY] -= 1
         for k in range(3):
             g = 3 * d + k
-            j = g - 3 * a
-            n = st.nurse_of[r, g]
-            w = dat.req_wl[q, j]
-            st.wl[r, g] -= w
+            j = rowq + g - 3 * a
+            n = S[L.nurse + r * L.G + g]
+            w = X[L.rwl + j]
+            S[L.wl + r * L.G + g] -= w
             if n >= 0:
-                mx = dat.nurse_max[n, g]
-                l0 = st.nload[n, g]
-                soft[S_LOAD] += max(0, l0 - w - mx) - max(0, l0 - mx)
-                st.nload[n, g] = l0 - w
-                sk = dat.req_sk[q, j] - dat.nurse_skill[n]
+                ng = n * L.G + g
+                mx = X[L.nmax + ng]
+                l0 = S[L.nload + ng]
+                S[so + S_LOAD] += max(0, l0 - w - mx) - max(0, l0 - mx)
+                S[L.nload + ng] = l0 - w
+                sk = X[L.rsk + j] - X[L.nskill + n]
                 if sk > 0:
-                    soft[S_SKILL] -= sk
-                cc = st.contcnt[q, n] - 1
-                if cc == 0:
-                    soft[S_CONT] -= 1
-                st.contcnt[q, n] = cc
+                    S[so + S_SKILL] -= sk
+                ci = L.cont + q * L.N + n
+                S[ci] -= 1
+                if S[ci] == 0:
+                    S[so + S_CONT] -= 1
             elif c == 1:
-                hard[H_UNCOV] -= 1
+                S[ha + H_UNCOV] -= 1
 
 
 @njit(cache=True, nogil=True)
-def _add_surgery(dat: Any, st: Any, p: int, d: int, t: int) -> None:
-    s = dat.surgeon[p]
-    dur = dat.duration[p]
-    soft = st.soft
-    hard = st.hard
-    mx = dat.surg_max[s, d]
-    l0 = st.sload[s, d]
-    hard[H_SURGEON] += max(0, l0 + dur - mx) - max(0, l0 - mx)
-    st.sload[s, d] = l0 + dur
-    mx = dat.th_avail[t, d]
-    l0 = st.tload[t, d]
-    hard[H_THEATRE] += max(0, l0 + dur - mx) - max(0, l0 - mx)
-    st.tload[t, d] = l0 + dur
-    if st.tcnt[t, d] == 0:
-        soft[S_OPEN] += 1
-    st.tcnt[t, d] += 1
-    if st.stcnt[s, d, t] == 0:
-        st.snth[s, d] += 1
-        if st.snth[s, d] >= 2:
-            soft[S_TRANSFER] += 1
-    st.stcnt[s, d, t] += 1
-
-
-@njit(cache=True, nogil=True)
-def _remove_surgery(dat: Any, st: Any, p: int, d: int, t: int) -> None:
-    s = dat.surgeon[p]
-    dur = dat.duration[p]
-    soft = st.soft
-    hard = st.hard
-    mx = dat.surg_max[s, d]
-    l0 = st.sload[s, d]
-    hard[H_SURGEON] += max(0, l0 - dur - mx) - max(0, l0 - mx)
-    st.sload[s, d] = l0 - dur
-    mx = dat.th_avail[t, d]
-    l0 = st.tload[t, d]
-    hard[H_THEATRE] += max(0, l0 - dur - mx) - max(0, l0 - mx)
-    st.tload[t, d] = l0 - dur
-    st.tcnt[t, d] -= 1
-    if st.tcnt[t, d] == 0:
-        soft[S_OPEN] -= 1
-    st.stcnt[s, d, t] -= 1
-    if st.stcnt[s, d, t] == 0:
-        if st.snth[s, d] >= 2:
-            soft[S_TRANSFER] -= 1
-        st.snth[s, d] -= 1
-
-
-@njit(cache=True, nogil=True)
-def admit(dat: Any, st: Any, p: int, d: int, r: int, t: int) -> bool:
-    """Admit patient `p` on day `d` in room `r` with surgery in theatre `t` (False: no slot)."""
-    if not _add_person(dat, st, p, r, d):
-        return False
-    _add_surgery(dat, st, p, d, t)
-    st.adm[p] = d
-    st.room[p] = r
-    st.th[p] = t
-    st.soft[S_DELAY] += d - dat.release[p]
-    if dat.mandatory[p]:
-        st.hard[H_MANDATORY] -= 1
+def _add_surgery(L: Any, X: Any, S: Any, p: int, d: int, t: int, sign: int) -> None:
+    """Add (sign=1) or remove (sign=-1) the surgery of `p` on day `d` in theatre `t`."""
+    s = X[L.surg + p]
+    dur = sign * X[L.dur + p]
+    so = L.soft
+    ha = L.hard
+    sd = s * L.D + d
+    mx = X[L.smax + sd]
+    l0 = S[L.sload + sd]
+    S[ha + H_SURGEON] += max(0, l0 + dur - mx) - max(0, l0 - mx)
+    S[L.sload + sd] = l0 + dur
+    td = t * L.D + d
+    mx = X[L.avail + td]
+    l0 = S[L.tload + td]
+    S[ha + H_THEATRE] += max(0, l0 + dur - mx) - max(0, l0 - mx)
+    S[L.tload + td] = l0 + dur
+    sdt = L.stcnt + sd * L.T + t
+    if sign > 0:
+        if S[L.tcnt + td] == 0:
+            S[so + S_OPEN] += 1
+        S[L.tcnt + td] += 1
+        if S[sdt] == 0:
+            S[L.snth + sd] += 1
+            if S[L.snth + sd] >= 2:
+                S[so + S_TRANSFER] += 1
+        S[sdt] += 1
     else:
-        st.soft[S_UNSCHED] -= 1
-    if dat.incompat[p, r]:
-        st.hard[H_COMPAT] += 1
-    if d < dat.release[p] or d > dat.due[p]:
-        st.hard[H_ADMDAY] += 1
-    k = st.nadm[0]
-    i = st.pos[p]
-    other = st.order[k]
-    st.order[k] = p
-    st.order[i] = other
-    st.pos[p] = k
-    st.pos[other] = i
-    st.nadm[0] = k + 1
+        S[L.tcnt + td] -= 1
+        if S[L.tcnt + td] == 0:
+            S[so + S_OPEN] -= 1
+        S[sdt] -= 1
+        if S[sdt] == 0:
+            if S[L.snth + sd] >= 2:
+                S[so + S_TRANSFER] -= 1
+            S[L.snth + sd] -= 1
+
+
+@njit(cache=True, nogil=True)
+def _swap_order(L: Any, S: Any, p: int, k: int) -> None:
+    i = S[L.pos + p]
+    other = S[L.order + k]
+    S[L.order + k] = p
+    S[L.order + i] = other
+    S[L.pos + p] = k
+    S[L.pos + other] = i
+
+
+@njit(cache=True, nogil=True)
+def admit(L: Any, X: Any, S: Any, p: int, d: int, r: int, t: int) -> bool:
+    """Admit patient `p` on day `d` in room `r` with surgery in theatre `t` (False: no slot)."""
+    if not _add_person(L, X, S, p, r, d):
+        return False
+    _add_surgery(L, X, S, p, d, t, 1)
+    S[L.adm + p] = d
+    S[L.room + p] = r
+    S[L.th + p] = t
+    S[L.soft + S_DELAY] += d - X[L.rel + p]
+    if X[L.mand + p]:
+        S[L.hard + H_MANDATORY] -= 1
+    else:
+        S[L.soft + S_UNSCHED] -= 1
+    if X[L.incompat + p * L.R + r]:
+        S[L.hard + H_COMPAT] += 1
+    if d < X[L.rel + p] or d > X[L.due + p]:
+        S[L.hard + H_ADMDAY] += 1
+    k = S[L.nadm]
+    _swap_order(L, S, p, k)
+    S[L.nadm] = k + 1
     return True
 
 
 @njit(cache=True, nogil=True)
-def unadmit(dat: Any, st: Any, p: int) -> None:
+def unadmit(L: Any, X: Any, S: Any, p: int) -> None:
     """Undo the admission of patient `p`."""
-    d = st.adm[p]
-    r = st.room[p]
-    t = st.th[p]
-    _remove_person(dat, st, p, r, d)
-    _remove_surgery(dat, st, p, d, t)
-    st.adm[p] = -1
-    st.room[p] = -1
-    st.th[p] = -1
-    st.soft[S_DELAY] -= d - dat.release[p]
-    if dat.mandatory[p]:
-        st.hard[H_MANDATORY] += 1
+    d = S[L.adm + p]
+    r = S[L.room + p]
+    t = S[L.th + p]
+    _remove_person(L, X, S, p, r, d)
+    _add_surgery(L, X, S, p, d, t, -1)
+    S[L.adm + p] = -1
+    S[L.room + p] = -1
+    S[L.th + p] = -1
+    S[L.soft + S_DELAY] -= d - X[L.rel + p]
+    if X[L.mand + p]:
+        S[L.hard + H_MANDATORY] += 1
     else:
-        st.soft[S_UNSCHED] += 1
-    if dat.incompat[p, r]:
-        st.hard[H_COMPAT] -= 1
-    if d < dat.release[p] or d > dat.due[p]:
-        st.hard[H_ADMDAY] -= 1
-    k = st.nadm[0] - 1
-    i = st.pos[p]
-    other = st.order[k]
-    st.order[k] = p
-    st.order[i] = other
-    st.pos[p] = k
-    st.pos[other] = i
-    st.nadm[0] = k
+        S[L.soft + S_UNSCHED] += 1
+    if X[L.incompat + p * L.R + r]:
+        S[L.hard + H_COMPAT] -= 1
+    if d < X[L.rel + p] or d > X[L.due + p]:
+        S[L.hard + H_ADMDAY] -= 1
+    k = S[L.nadm] - 1
+    _swap_order(L, S, p, k)
+    S[L.nadm] = k
 
 
 @njit(cache=True, nogil=True)
-def move_theatre(dat: Any, st: Any, p: int, t: int) -> None:
+def move_theatre(L: Any, X: Any, S: Any, p: int, t: int) -> None:
     """Move the surgery of admitted patient `p` to theatre `t` (same day)."""
-    d = st.adm[p]
-    _remove_surgery(dat, st, p, d, st.th[p])
-    _add_surgery(dat, st, p, d, t)
-    st.th[p] = t
+    d = S[L.adm + p]
+    _add_surgery(L, X, S, p, d, S[L.th + p], -1)
+    _add_surgery(L, X, S, p, d, t, 1)
+    S[L.th + p] = t
 
 
 @njit(cache=True, nogil=True)
-def set_nurse(dat: Any, st: Any, r: int, g: int, n2: int) -> None:
+def set_nurse(L: Any, X: Any, S: Any, r: int, g: int, n2: int) -> None:
     """Make nurse `n2` (or -1) cover room `r` in global shift `g`."""
-    n1 = st.nurse_of[r, g]
+    ri = L.nurse + r * L.G + g
+    n1 = S[ri]
     if n1 == n2:
         return
-    soft = st.soft
+    so = L.soft
     d = g // 3
-    c = st.cnt[r, d]
-    w = st.wl[r, g]
+    rd = r * L.D + d
+    c = S[L.cnt + rd]
+    w = S[L.wl + r * L.G + g]
     if n1 >= 0:
-        mx = dat.nurse_max[n1, g]
-        l0 = st.nload[n1, g]
-        soft[S_LOAD] += max(0, l0 - w - mx) - max(0, l0 - mx)
-        st.nload[n1, g] = l0 - w
+        ng = n1 * L.G + g
+        mx = X[L.nmax + ng]
+        l0 = S[L.nload + ng]
+        S[so + S_LOAD] += max(0, l0 - w - mx) - max(0, l0 - mx)
+        S[L.nload + ng] = l0 - w
     if n2 >= 0:
-        mx = dat.nurse_max[n2, g]
-        l0 = st.nload[n2, g]
-        soft[S_LOAD] += max(0, l0 + w - mx) - max(0, l0 - mx)
-        st.nload[n2, g] = l0 + w
+        ng = n2 * L.G + g
+        mx = X[L.nmax + ng]
+        l0 = S[L.nload + ng]
+        S[so + S_LOAD] += max(0, l0 + w - mx) - max(0, l0 - mx)
+        S[L.nload + ng] = l0 + w
     if c > 0:
         if n1 < 0:
-            st.hard[H_UNCOV] -= 1
+            S[L.hard + H_UNCOV] -= 1
         if n2 < 0:
-            st.hard[H_UNCOV] += 1
+            S[L.hard + H_UNCOV] += 1
+    pb = L.plist + rd * L.K
+    sk1 = X[L.nskill + n1] if n1 >= 0 else 0
+    sk2 = X[L.nskill + n2] if n2 >= 0 else 0
     for i in range(c):
-        q = st.plist[r, d, i]
-        req = dat.req_sk[q, g - 3 * st.adm[q]]
+        q = S[pb + i]
+        req = X[L.rsk + q * L.W + g - 3 * S[L.adm + q]]
+        cb = L.cont + q * L.N
         if n1 >= 0:
-            x = req - dat.nurse_skill[n1]
+            x = req - sk1
             if x > 0:
-                soft[S_SKILL] -= x
-            cc = st.contcnt[q, n1] - 1
-            st.contcnt[q, n1] = cc
-            if cc == 0:
-                soft[S_CONT] -= 1
+                S[so + S_SKILL] -= x
+            S[cb + n1] -= 1
+            if S[cb + n1] == 0:
+                S[so + S_CONT] -= 1
         if n2 >= 0:
-            x = req - dat.nurse_skill[n2]
+            x = req - sk2
             if x > 0:
-                soft[S_SKILL] += x
-            cc = st.contcnt[q, n2]
-            st.contcnt[q, n2] = cc + 1
-            if cc == 0:
-                soft[S_CONT] += 1
-    st.nurse_of[r, g] = n2
+                S[so + S_SKILL] += x
+            if S[cb + n2] == 0:
+                S[so + S_CONT] += 1
+            S[cb + n2] += 1
+    S[ri] = n2
 
 
 @njit(cache=True, nogil=True)
-def rebuild(dat: Any, st: Any, adm: Any, room: Any, th: Any, nurse_of: Any) -> int:
-    """Reset `st` and load a full solution; returns how many admissions could not be stored."""
-    P = dat.n_patients
-    Q = dat.n_persons
-    st.cnt[:] = 0
-    st.gcnt[:] = 0
-    st.agecnt[:] = 0
-    st.wl[:] = 0
-    st.nload[:] = 0
-    st.contcnt[:] = 0
-    st.sload[:] = 0
-    st.tload[:] = 0
-    st.tcnt[:] = 0
-    st.stcnt[:] = 0
-    st.snth[:] = 0
-    st.soft[:] = 0
-    st.hard[:] = 0
-    st.nadm[0] = 0
+def rebuild(L: Any, X: Any, S: Any, dec: Any) -> int:
+    """Reset `S` and load the decisions `dec` (a best vector or the decision prefix of a state).
+
+    Returns how many admissions could not be stored (more persons in a room than slots).
+    """
+    P = L.P
+    Q = L.Q
+    dcopy = dec[: L.n_dec].copy()
+    S[:] = 0
+    for p in range(max(P, 1)):
+        S[L.order + p] = p
+        S[L.pos + p] = p
+        S[L.adm + p] = -1
+        S[L.room + p] = -1
+        S[L.th + p] = -1
     for p in range(P):
-        st.order[p] = p
-        st.pos[p] = p
-        st.adm[p] = -1
-        st.room[p] = -1
-        st.th[p] = -1
-        if dat.mandatory[p]:
-            st.hard[H_MANDATORY] += 1
+        if X[L.mand + p]:
+            S[L.hard + H_MANDATORY] += 1
         else:
-            st.soft[S_UNSCHED] += 1
-    st.nurse_of[:, :] = nurse_of
+            S[L.soft + S_UNSCHED] += 1
+    for i in range(L.R * L.G):
+        S[L.nurse + i] = dcopy[L.nurse + i]
     for o in range(Q - P):
         q = P + o
-        st.adm[q] = 0
-        st.room[q] = dat.occ_room[o]
-        _add_person(dat, st, q, dat.occ_room[o], 0)
+        S[L.adm + q] = 0
+        S[L.room + q] = X[L.occroom + o]
+        _add_person(L, X, S, q, X[L.occroom + o], 0)
     failed = 0
     for p in range(P):
-        if adm[p] >= 0 and not admit(dat, st, p, adm[p], room[p], th[p]):
+        d = dcopy[L.adm + p]
+        if d >= 0 and not admit(L, X, S, p, d, dcopy[L.room + p], dcopy[L.th + p]):
             failed += 1
     return failed
 
 
 @njit(cache=True, nogil=True)
-def objective(dat: Any, st: Any, hw: Any) -> tuple[int, int]:
+def objective(L: Any, X: Any, S: Any, hw: Any) -> tuple[int, int]:
     """(weighted soft cost, weighted hard penalty) of the current state."""
     s = 0
     for k in range(8):
-        s += dat.w_soft[k] * st.soft[k]
+        s += X[L.wsoft + k] * S[L.soft + k]
     h = 0
     for k in range(9):
-        h += hw[k] * st.hard[k]
+        h += hw[k] * S[L.hard + k]
     return s, h
 
 
 @njit(cache=True, nogil=True)
-def _surgery_delta(dat: Any, st: Any, p: int, d: int, t: int, hw: Any) -> int:
-    s = dat.surgeon[p]
-    dur = dat.duration[p]
-    mx = dat.th_avail[t, d]
-    l0 = st.tload[t, d]
+def _surgery_delta(L: Any, X: Any, S: Any, p: int, d: int, t: int, hw: Any) -> int:
+    s = X[L.surg + p]
+    dur = X[L.dur + p]
+    td = t * L.D + d
+    mx = X[L.avail + td]
+    l0 = S[L.tload + td]
     v = hw[H_THEATRE] * (max(0, l0 + dur - mx) - max(0, l0 - mx))
-    if st.tcnt[t, d] == 0:
-        v += dat.w_soft[S_OPEN]
-    if st.stcnt[s, d, t] == 0 and st.snth[s, d] >= 1:
-        v += dat.w_soft[S_TRANSFER]
+    if S[L.tcnt + td] == 0:
+        v += X[L.wsoft + S_OPEN]
+    sd = s * L.D + d
+    if S[L.stcnt + sd * L.T + t] == 0 and S[L.snth + sd] >= 1:
+        v += X[L.wsoft + S_TRANSFER]
     return v
 
 
 @njit(cache=True, nogil=True)
-def best_theatre(dat: Any, st: Any, p: int, d: int, hw: Any, rs: Any) -> int:
+def best_theatre(L: Any, X: Any, S: Any, p: int, d: int, hw: Any, rs: Any) -> int:
     """Cheapest theatre for the surgery of (not yet admitted) `p` on day `d`; random ties."""
-    T = dat.n_theatres
+    T = L.T
     start = _rnd_int(rs, T)
     best = start
-    bv = np.iinfo(np.int64).max
+    bv = BIG
     for i in range(T):
         t = (start + i) % T
-        v = _surgery_delta(dat, st, p, d, t, hw)
+        v = _surgery_delta(L, X, S, p, d, t, hw)
         if v < bv:
             bv = v
             best = t
     return best
-
-
-@njit(cache=True, nogil=True)
-def save_best(st: Any, best: Any, cost: int) -> None:
-    best.adm[:] = st.adm
-    best.room[:] = st.room
-    best.th[:] = st.th
-    best.nurse_of[:, :] = st.nurse_of
-    best.cost[0] = cost
 
 
 # --------------------------------------------------------------------------------------------
@@ -540,36 +657,36 @@ def save_best(st: Any, best: Any, cost: int) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _window(dat: Any, p: int) -> tuple[int, int]:
-    fd = dat.fix_day[p]
+def _window(L: Any, X: Any, p: int) -> tuple[int, int]:
+    fd = X[L.fday + p]
     if fd >= 0:
         return fd, fd
-    lo = dat.release[p]
-    hi = min(dat.due[p], dat.n_days - 1)
-    return lo, hi
+    return X[L.rel + p], min(X[L.due + p], L.D - 1)
 
 
 @njit(cache=True, nogil=True)
-def best_insert(dat: Any, st: Any, p: int, hw: Any, rs: Any, only_improving: bool) -> bool:
+def best_insert(L: Any, X: Any, S: Any, p: int, hw: Any, rs: Any, only_improving: bool) -> bool:
     """Admit `p` at its cheapest (day, room, theatre); optional ones only when that pays."""
-    if dat.fix_day[p] == -2:
+    if X[L.fday + p] == -2:
         return False
-    lo, hi = _window(dat, p)
-    s0, h0 = objective(dat, st, hw)
+    lo, hi = _window(L, X, p)
+    s0, h0 = objective(L, X, S, hw)
     base = s0 + h0
-    bv = np.iinfo(np.int64).max
+    bv = BIG
     bd = -1
     br = -1
     bt = -1
+    fr = X[L.froom + p]
+    ft = X[L.fth + p]
+    nr = 1 if fr >= 0 else X[L.compc + p]
     for d in range(lo, hi + 1):
-        t = dat.fix_th[p] if dat.fix_th[p] >= 0 else best_theatre(dat, st, p, d, hw, rs)
-        nr = 1 if dat.fix_room[p] >= 0 else dat.comp_cnt[p]
+        t = ft if ft >= 0 else best_theatre(L, X, S, p, d, hw, rs)
         for i in range(nr):
-            r = dat.fix_room[p] if dat.fix_room[p] >= 0 else dat.comp_rooms[p, i]
-            if not admit(dat, st, p, d, r, t):
+            r = fr if fr >= 0 else X[L.comp + p * L.R + i]
+            if not admit(L, X, S, p, d, r, t):
                 continue
-            s1, h1 = objective(dat, st, hw)
-            unadmit(dat, st, p)
+            s1, h1 = objective(L, X, S, hw)
+            unadmit(L, X, S, p)
             v = s1 + h1 - base
             if v < bv or (v == bv and _rnd_int(rs, 2) == 0):
                 bv = v
@@ -580,61 +697,62 @@ def best_insert(dat: Any, st: Any, p: int, hw: Any, rs: Any, only_improving: boo
         return False
     if only_improving and bv >= 0:
         return False
-    return admit(dat, st, p, bd, br, bt)
+    return admit(L, X, S, p, bd, br, bt)
 
 
 @njit(cache=True, nogil=True)
-def construct(dat: Any, st: Any, order: Any, hw: Any, rs: Any) -> None:
+def construct(L: Any, X: Any, S: Any, order: Any, hw: Any, rs: Any) -> None:
     """Greedy: pinned-day patients, then mandatory ones in `order`, then optional ones if useful."""
-    P = dat.n_patients
+    P = L.P
     for i in range(P):
         p = order[i]
-        if st.adm[p] < 0 and dat.fix_day[p] >= 0:
-            best_insert(dat, st, p, hw, rs, False)
+        if S[L.adm + p] < 0 and X[L.fday + p] >= 0:
+            best_insert(L, X, S, p, hw, rs, False)
     for i in range(P):
         p = order[i]
-        if st.adm[p] < 0 and dat.mandatory[p]:
-            best_insert(dat, st, p, hw, rs, False)
+        if S[L.adm + p] < 0 and X[L.mand + p]:
+            best_insert(L, X, S, p, hw, rs, False)
     for i in range(P):
         p = order[i]
-        if st.adm[p] < 0 and not dat.mandatory[p]:
-            best_insert(dat, st, p, hw, rs, True)
+        if S[L.adm + p] < 0 and not X[L.mand + p]:
+            best_insert(L, X, S, p, hw, rs, True)
 
 
 @njit(cache=True, nogil=True)
-def greedy_nurses(dat: Any, st: Any, rs: Any) -> None:
-    """Give every room-shift a working nurse: rooms in decreasing workload, least-loaded nurse."""
-    R = dat.n_rooms
-    G = 3 * dat.n_days
+def greedy_nurses(L: Any, X: Any, S: Any, rs: Any, only_missing: bool) -> None:
+    """Give room-shifts a working nurse: rooms by decreasing workload, least-loaded nurse first.
+
+    Pinned assignments are always applied; with `only_missing`, assigned room-shifts are kept.
+    """
+    R = L.R
+    G = L.G
     keys = np.empty(R, np.int64)
     for g in range(G):
-        m = dat.shift_nurse_cnt[g]
+        m = X[L.snc + g]
         for r in range(R):
-            keys[r] = -st.wl[r, g] * 1000 + _rnd_int(rs, 1000)
+            keys[r] = -S[L.wl + r * G + g] * 1000 + _rnd_int(rs, 1000)
         rooms = np.argsort(keys)
         for i in range(R):
             r = rooms[i]
-            if dat.fix_nurse[r, g] >= 0:
-                set_nurse(dat, st, r, g, dat.fix_nurse[r, g])
+            fn = X[L.fnurse + r * G + g]
+            if fn >= 0:
+                set_nurse(L, X, S, r, g, fn)
                 continue
-            if m == 0:
+            if m == 0 or (only_missing and S[L.nurse + r * G + g] >= 0):
                 continue
             bn = -1
-            bv = np.iinfo(np.int64).max
+            bv = BIG
+            w = S[L.wl + r * G + g]
+            cur = S[L.nurse + r * G + g]
             for j in range(m):
-                n = dat.shift_nurses[g, j]
-                # slack first, skill as tie-breaker
-                v = (
-                    (st.nload[n, g] + st.wl[r, g] - dat.nurse_max[n, g]) * 100
-                    - dat.nurse_skill[n] * 10
-                    + _rnd_int(rs, 10)
-                )
-                if st.nurse_of[r, g] == n:
-                    v -= st.wl[r, g] * 100
+                n = X[L.snur + g * L.N + j]
+                ng = n * G + g
+                load = S[L.nload + ng] - (w if cur == n else 0)
+                v = (load + w - X[L.nmax + ng]) * 100 - X[L.nskill + n] * 10 + _rnd_int(rs, 10)
                 if v < bv:
                     bv = v
                     bn = n
-            set_nurse(dat, st, r, g, bn)
+            set_nurse(L, X, S, r, g, bn)
 
 
 # --------------------------------------------------------------------------------------------
@@ -642,56 +760,58 @@ def greedy_nurses(dat: Any, st: Any, rs: Any) -> None:
 
 
 @njit(cache=True, nogil=True)
-def _rec(st: Any, p: int) -> int:
-    """Record patient p's decisions in the undo buffer; returns the slot used."""
-    k = st.undo[0]
-    b = 1 + 4 * k
-    st.undo[b] = p
-    st.undo[b + 1] = st.adm[p]
-    st.undo[b + 2] = st.room[p]
-    st.undo[b + 3] = st.th[p]
-    st.undo[0] = k + 1
-    return k
+def _rec(L: Any, S: Any, p: int) -> None:
+    """Record patient p's decisions in the undo buffer."""
+    u = L.undo
+    k = S[u]
+    b = u + 1 + 4 * k
+    S[b] = p
+    S[b + 1] = S[L.adm + p]
+    S[b + 2] = S[L.room + p]
+    S[b + 3] = S[L.th + p]
+    S[u] = k + 1
 
 
 @njit(cache=True, nogil=True)
-def _undo_patients(dat: Any, st: Any) -> None:
-    k = st.undo[0]
+def _undo_patients(L: Any, X: Any, S: Any) -> None:
+    u = L.undo
+    k = S[u]
     for i in range(k):
-        p = st.undo[1 + 4 * i]
-        if st.adm[p] >= 0:
-            unadmit(dat, st, p)
+        p = S[u + 1 + 4 * i]
+        if S[L.adm + p] >= 0:
+            unadmit(L, X, S, p)
     for i in range(k - 1, -1, -1):
-        b = 1 + 4 * i
-        p = st.undo[b]
-        if st.undo[b + 1] >= 0:
-            admit(dat, st, p, st.undo[b + 1], st.undo[b + 2], st.undo[b + 3])
-    st.undo[0] = 0
+        b = u + 1 + 4 * i
+        if S[b + 1] >= 0:
+            admit(L, X, S, S[b], S[b + 1], S[b + 2], S[b + 3])
+    S[u] = 0
 
 
 @njit(cache=True, nogil=True)
-def _set_nurse_rec(dat: Any, st: Any, r: int, g: int, n: int) -> None:
-    k = st.undo[0]
-    b = 1 + 3 * k
-    st.undo[b] = r
-    st.undo[b + 1] = g
-    st.undo[b + 2] = st.nurse_of[r, g]
-    st.undo[0] = k + 1
-    set_nurse(dat, st, r, g, n)
+def _set_nurse_rec(L: Any, X: Any, S: Any, r: int, g: int, n: int) -> None:
+    u = L.undo
+    k = S[u]
+    b = u + 1 + 3 * k
+    S[b] = r
+    S[b + 1] = g
+    S[b + 2] = S[L.nurse + r * L.G + g]
+    S[u] = k + 1
+    set_nurse(L, X, S, r, g, n)
 
 
 @njit(cache=True, nogil=True)
-def _undo_nurses(dat: Any, st: Any) -> None:
-    k = st.undo[0]
+def _undo_nurses(L: Any, X: Any, S: Any) -> None:
+    u = L.undo
+    k = S[u]
     for i in range(k - 1, -1, -1):
-        b = 1 + 3 * i
-        set_nurse(dat, st, st.undo[b], st.undo[b + 1], st.undo[b + 2])
-    st.undo[0] = 0
+        b = u + 1 + 3 * i
+        set_nurse(L, X, S, S[b], S[b + 1], S[b + 2])
+    S[u] = 0
 
 
 @njit(cache=True, nogil=True)
-def _rand_day(dat: Any, st: Any, p: int, rs: Any, cur: int) -> int:
-    lo, hi = _window(dat, p)
+def _rand_day(L: Any, X: Any, p: int, rs: Any, cur: int) -> int:
+    lo, hi = _window(L, X, p)
     if hi <= lo:
         return lo
     if cur >= 0 and _rnd_int(rs, 2) == 0:
@@ -702,272 +822,280 @@ def _rand_day(dat: Any, st: Any, p: int, rs: Any, cur: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _rand_room(dat: Any, p: int, rs: Any) -> int:
-    if dat.fix_room[p] >= 0:
-        return dat.fix_room[p]
-    c = dat.comp_cnt[p]
+def _rand_room(L: Any, X: Any, p: int, rs: Any) -> int:
+    fr = X[L.froom + p]
+    if fr >= 0:
+        return fr
+    c = X[L.compc + p]
     if c == 0:
         return -1
-    return dat.comp_rooms[p, _rnd_int(rs, c)]
+    return X[L.comp + p * L.R + _rnd_int(rs, c)]
 
 
 @njit(cache=True, nogil=True)
-def _theatre_for(dat: Any, st: Any, p: int, d: int, keep: int, hw: Any, rs: Any) -> int:
-    if dat.fix_th[p] >= 0:
-        return dat.fix_th[p]
-    if keep >= 0 and dat.th_avail[keep, d] > 0 and _rnd_int(rs, 4) == 0:
+def _theatre_for(L: Any, X: Any, S: Any, p: int, d: int, keep: int, hw: Any, rs: Any) -> int:
+    ft = X[L.fth + p]
+    if ft >= 0:
+        return ft
+    if keep >= 0 and X[L.avail + keep * L.D + d] > 0 and _rnd_int(rs, 4) == 0:
         return keep
-    return best_theatre(dat, st, p, d, hw, rs)
+    return best_theatre(L, X, S, p, d, hw, rs)
 
 
 @njit(cache=True, nogil=True)
-def _pick_admitted(st: Any, rs: Any) -> int:
-    n = st.nadm[0]
+def _pick_admitted(L: Any, S: Any, rs: Any) -> int:
+    n = S[L.nadm]
     if n == 0:
         return -1
-    return st.order[_rnd_int(rs, n)]
+    return S[L.order + _rnd_int(rs, n)]
 
 
 @njit(cache=True, nogil=True)
-def _pick_occupied_shift(dat: Any, st: Any, rs: Any) -> tuple[int, int]:
-    R = dat.n_rooms
-    D = dat.n_days
+def _pick_unadmitted(L: Any, S: Any, rs: Any) -> int:
+    n = S[L.nadm]
+    if n >= L.P:
+        return -1
+    return S[L.order + n + _rnd_int(rs, L.P - n)]
+
+
+@njit(cache=True, nogil=True)
+def _pick_occupied_shift(L: Any, S: Any, rs: Any) -> tuple[int, int]:
     for _ in range(8):
-        r = _rnd_int(rs, R)
-        d = _rnd_int(rs, D)
-        if st.cnt[r, d] > 0:
+        r = _rnd_int(rs, L.R)
+        d = _rnd_int(rs, L.D)
+        if S[L.cnt + r * L.D + d] > 0:
             return r, 3 * d + _rnd_int(rs, 3)
     return -1, -1
 
 
 @njit(cache=True, nogil=True)
-def _do_move(dat: Any, st: Any, mv: int, hw: Any, rs: Any) -> int:
-    """Apply one random move; returns 0 (not applicable), 1 (patient undo) or 2 (nurse undo)."""
-    st.undo[0] = 0
-    P = dat.n_patients
+def _do_move(L: Any, X: Any, S: Any, mv: int, hw: Any, rs: Any) -> int:
+    """Apply one random move; returns 0 (not applicable), 1 (patient), 2 (nurse), 3 (theatre)."""
+    u = L.undo
+    S[u] = 0
     if mv == M_ROOM:
-        p = _pick_admitted(st, rs)
-        if p < 0 or dat.fix_room[p] >= 0:
+        p = _pick_admitted(L, S, rs)
+        if p < 0 or X[L.froom + p] >= 0:
             return 0
-        r2 = _rand_room(dat, p, rs)
-        if r2 < 0 or r2 == st.room[p]:
+        r2 = _rand_room(L, X, p, rs)
+        if r2 < 0 or r2 == S[L.room + p]:
             return 0
-        d = st.adm[p]
-        t = st.th[p]
-        _rec(st, p)
-        unadmit(dat, st, p)
-        if not admit(dat, st, p, d, r2, t):
-            _undo_patients(dat, st)
+        d = S[L.adm + p]
+        t = S[L.th + p]
+        _rec(L, S, p)
+        unadmit(L, X, S, p)
+        if not admit(L, X, S, p, d, r2, t):
+            _undo_patients(L, X, S)
             return 0
         return 1
-    if mv == M_DAY or mv == M_DAYROOM:
-        p = _pick_admitted(st, rs)
-        if p < 0 or dat.fix_day[p] >= 0:
+    if mv == M_DAY or mv == M_DAYROOM:  # noqa: SIM109 (numba)
+        p = _pick_admitted(L, S, rs)
+        if p < 0 or X[L.fday + p] >= 0:
             return 0
-        d = st.adm[p]
-        d2 = _rand_day(dat, st, p, rs, d)
+        d = S[L.adm + p]
+        d2 = _rand_day(L, X, p, rs, d)
         if d2 == d:
             return 0
-        r2 = st.room[p]
+        r2 = S[L.room + p]
         if mv == M_DAYROOM:
-            r2 = _rand_room(dat, p, rs)
-        t = st.th[p]
-        _rec(st, p)
-        unadmit(dat, st, p)
-        t2 = _theatre_for(dat, st, p, d2, t, hw, rs)
-        if not admit(dat, st, p, d2, r2, t2):
-            _undo_patients(dat, st)
+            r2 = _rand_room(L, X, p, rs)
+            if r2 < 0:
+                return 0
+        t = S[L.th + p]
+        _rec(L, S, p)
+        unadmit(L, X, S, p)
+        t2 = _theatre_for(L, X, S, p, d2, t, hw, rs)
+        if not admit(L, X, S, p, d2, r2, t2):
+            _undo_patients(L, X, S)
             return 0
         return 1
     if mv == M_THEATRE:
-        p = _pick_admitted(st, rs)
-        T = dat.n_theatres
-        if p < 0 or dat.fix_th[p] >= 0 or T < 2:
+        p = _pick_admitted(L, S, rs)
+        if p < 0 or X[L.fth + p] >= 0 or L.T < 2:
             return 0
-        t2 = _rnd_int(rs, T)
-        if t2 == st.th[p] or dat.th_avail[t2, st.adm[p]] == 0:
+        t2 = _rnd_int(rs, L.T)
+        if t2 == S[L.th + p] or X[L.avail + t2 * L.D + S[L.adm + p]] == 0:
             return 0
-        st.undo[0] = -1 - st.th[p]  # negative marks a theatre move; encodes the old theatre
-        st.undo[1] = p
-        move_theatre(dat, st, p, t2)
+        S[u + 1] = p
+        S[u + 2] = S[L.th + p]
+        move_theatre(L, X, S, p, t2)
         return 3
     if mv == M_SWAPROOM:
-        p = _pick_admitted(st, rs)
-        q = _pick_admitted(st, rs)
-        if p < 0 or p == q or dat.fix_room[p] >= 0 or dat.fix_room[q] >= 0:
+        p = _pick_admitted(L, S, rs)
+        q = _pick_admitted(L, S, rs)
+        if p < 0 or p == q or X[L.froom + p] >= 0 or X[L.froom + q] >= 0:
             return 0
-        rp = st.room[p]
-        rq = st.room[q]
-        if rp == rq or dat.incompat[p, rq] or dat.incompat[q, rp]:
+        rp = S[L.room + p]
+        rq = S[L.room + q]
+        if rp == rq or X[L.incompat + p * L.R + rq] or X[L.incompat + q * L.R + rp]:
             return 0
-        _rec(st, p)
-        _rec(st, q)
-        dp, tp, dq, tq = st.adm[p], st.th[p], st.adm[q], st.th[q]
-        unadmit(dat, st, p)
-        unadmit(dat, st, q)
-        if not admit(dat, st, p, dp, rq, tp):
-            _undo_patients(dat, st)
-            return 0
-        if not admit(dat, st, q, dq, rp, tq):
-            _undo_patients(dat, st)
+        dp = S[L.adm + p]
+        dq = S[L.adm + q]
+        tp = S[L.th + p]
+        tq = S[L.th + q]
+        _rec(L, S, p)
+        _rec(L, S, q)
+        unadmit(L, X, S, p)
+        unadmit(L, X, S, q)
+        if not admit(L, X, S, p, dp, rq, tp) or not admit(L, X, S, q, dq, rp, tq):
+            _undo_patients(L, X, S)
             return 0
         return 1
     if mv == M_SWAPDAY:
-        # exchange the admission days of two patients (rooms and theatres kept when allowed)
-        p = _pick_admitted(st, rs)
-        q = _pick_admitted(st, rs)
-        if p < 0 or p == q or dat.fix_day[p] >= 0 or dat.fix_day[q] >= 0:
+        p = _pick_admitted(L, S, rs)
+        q = _pick_admitted(L, S, rs)
+        if p < 0 or p == q or X[L.fday + p] >= 0 or X[L.fday + q] >= 0:
             return 0
-        dp = st.adm[p]
-        dq = st.adm[q]
+        dp = S[L.adm + p]
+        dq = S[L.adm + q]
         if dp == dq:
             return 0
-        lo, hi = _window(dat, p)
+        lo, hi = _window(L, X, p)
         if dq < lo or dq > hi:
             return 0
-        lo, hi = _window(dat, q)
+        lo, hi = _window(L, X, q)
         if dp < lo or dp > hi:
             return 0
-        _rec(st, p)
-        _rec(st, q)
-        rp, tp, rq, tq = st.room[p], st.th[p], st.room[q], st.th[q]
-        unadmit(dat, st, p)
-        unadmit(dat, st, q)
-        if dat.fix_room[p] < 0 and _rnd_int(rs, 2) == 0 and not dat.incompat[p, rq]:
+        rp = S[L.room + p]
+        rq = S[L.room + q]
+        tp = S[L.th + p]
+        tq = S[L.th + q]
+        _rec(L, S, p)
+        _rec(L, S, q)
+        unadmit(L, X, S, p)
+        unadmit(L, X, S, q)
+        rp2 = rp
+        rq2 = rq
+        if (
+            _rnd_int(rs, 2) == 0
+            and X[L.froom + p] < 0
+            and X[L.froom + q] < 0
+            and not X[L.incompat + p * L.R + rq]
+            and not X[L.incompat + q * L.R + rp]
+        ):
             rp2 = rq
-            rq2 = rp if dat.fix_room[q] < 0 and not dat.incompat[q, rp] else rq
-        else:
-            rp2 = rp
-            rq2 = rq
-        if not admit(dat, st, p, dq, rp2, tq if dat.fix_th[p] < 0 else tp):
-            _undo_patients(dat, st)
-            return 0
-        if not admit(dat, st, q, dp, rq2, tp if dat.fix_th[q] < 0 else tq):
-            _undo_patients(dat, st)
+            rq2 = rp
+        tp2 = tq if X[L.fth + p] < 0 else tp
+        tq2 = tp if X[L.fth + q] < 0 else tq
+        if not admit(L, X, S, p, dq, rp2, tp2) or not admit(L, X, S, q, dp, rq2, tq2):
+            _undo_patients(L, X, S)
             return 0
         return 1
     if mv == M_INSERT:
-        n = st.nadm[0]
-        if n >= P:
+        p = _pick_unadmitted(L, S, rs)
+        if p < 0 or X[L.fday + p] == -2:
             return 0
-        p = st.order[n + _rnd_int(rs, P - n)]
-        if dat.fix_day[p] == -2:
-            return 0
-        lo, hi = _window(dat, p)
+        lo, hi = _window(L, X, p)
         if hi < lo:
             return 0
-        d = _rand_day(dat, st, p, rs, -1)
-        r = _rand_room(dat, p, rs)
+        d = _rand_day(L, X, p, rs, -1)
+        r = _rand_room(L, X, p, rs)
         if r < 0:
             return 0
-        t = _theatre_for(dat, st, p, d, -1, hw, rs)
-        _rec(st, p)
-        if not admit(dat, st, p, d, r, t):
-            st.undo[0] = 0
+        t = _theatre_for(L, X, S, p, d, -1, hw, rs)
+        _rec(L, S, p)
+        if not admit(L, X, S, p, d, r, t):
+            S[u] = 0
             return 0
         return 1
     if mv == M_REMOVE:
-        p = _pick_admitted(st, rs)
-        if p < 0 or dat.mandatory[p] or dat.fix_day[p] >= 0:
+        p = _pick_admitted(L, S, rs)
+        if p < 0 or X[L.mand + p] or X[L.fday + p] >= 0:
             return 0
-        _rec(st, p)
-        unadmit(dat, st, p)
+        _rec(L, S, p)
+        unadmit(L, X, S, p)
         return 1
     if mv == M_REPLACE:
-        n = st.nadm[0]
-        if n >= P or n == 0:
+        p = _pick_admitted(L, S, rs)
+        q = _pick_unadmitted(L, S, rs)
+        if p < 0 or q < 0 or X[L.mand + p] or X[L.fday + p] >= 0 or X[L.fday + q] == -2:
             return 0
-        p = _pick_admitted(st, rs)
-        if dat.mandatory[p] or dat.fix_day[p] >= 0:
-            return 0
-        q = st.order[n + _rnd_int(rs, P - n)]
-        if dat.fix_day[q] == -2:
-            return 0
-        lo, hi = _window(dat, q)
+        lo, hi = _window(L, X, q)
         if hi < lo:
             return 0
-        d = st.adm[p]
+        d = S[L.adm + p]
         if d < lo or d > hi or _rnd_int(rs, 2) == 0:
-            d = _rand_day(dat, st, q, rs, min(hi, max(lo, d)))
-        r = st.room[p]
-        if dat.fix_room[q] >= 0 or dat.incompat[q, r]:
-            r = _rand_room(dat, q, rs)
+            d = _rand_day(L, X, q, rs, min(hi, max(lo, d)))
+        r = S[L.room + p]
+        if X[L.froom + q] >= 0 or X[L.incompat + q * L.R + r]:
+            r = _rand_room(L, X, q, rs)
             if r < 0:
                 return 0
-        _rec(st, p)
-        _rec(st, q)
-        unadmit(dat, st, p)
-        t = _theatre_for(dat, st, q, d, -1, hw, rs)
-        if not admit(dat, st, q, d, r, t):
-            _undo_patients(dat, st)
+        _rec(L, S, p)
+        _rec(L, S, q)
+        unadmit(L, X, S, p)
+        t = _theatre_for(L, X, S, q, d, -1, hw, rs)
+        if not admit(L, X, S, q, d, r, t):
+            _undo_patients(L, X, S)
             return 0
         return 1
     if mv == M_NURSE:
-        r, g = _pick_occupied_shift(dat, st, rs)
-        if r < 0 or dat.fix_nurse[r, g] >= 0:
+        r, g = _pick_occupied_shift(L, S, rs)
+        if r < 0 or X[L.fnurse + r * L.G + g] >= 0:
             return 0
-        m = dat.shift_nurse_cnt[g]
+        m = X[L.snc + g]
         if m < 2:
             return 0
-        n2 = dat.shift_nurses[g, _rnd_int(rs, m)]
-        if n2 == st.nurse_of[r, g]:
+        n2 = X[L.snur + g * L.N + _rnd_int(rs, m)]
+        if n2 == S[L.nurse + r * L.G + g]:
             return 0
-        _set_nurse_rec(dat, st, r, g, n2)
+        _set_nurse_rec(L, X, S, r, g, n2)
         return 2
     if mv == M_NURSE_SWAP:
-        r, g = _pick_occupied_shift(dat, st, rs)
-        if r < 0 or dat.fix_nurse[r, g] >= 0:
+        r, g = _pick_occupied_shift(L, S, rs)
+        if r < 0 or X[L.fnurse + r * L.G + g] >= 0:
             return 0
-        r2 = _rnd_int(rs, dat.n_rooms)
-        if r2 == r or dat.fix_nurse[r2, g] >= 0:
+        r2 = _rnd_int(rs, L.R)
+        if r2 == r or X[L.fnurse + r2 * L.G + g] >= 0:
             return 0
-        n1 = st.nurse_of[r, g]
-        n2 = st.nurse_of[r2, g]
+        n1 = S[L.nurse + r * L.G + g]
+        n2 = S[L.nurse + r2 * L.G + g]
         if n1 == n2:
             return 0
-        _set_nurse_rec(dat, st, r, g, n2)
-        _set_nurse_rec(dat, st, r2, g, n1)
+        _set_nurse_rec(L, X, S, r, g, n2)
+        _set_nurse_rec(L, X, S, r2, g, n1)
         return 2
     if mv == M_NURSE_BLOCK:
-        r, g = _pick_occupied_shift(dat, st, rs)
+        r, g = _pick_occupied_shift(L, S, rs)
         if r < 0:
             return 0
-        m = dat.shift_nurse_cnt[g]
+        m = X[L.snc + g]
         if m < 1:
             return 0
         d0 = g // 3
         n = -1
         if _rnd_int(rs, 2) == 0:
-            # extend a neighbour's nurse (continuity with the previous or next day)
+            # extend a neighbouring day's nurse of this room (continuity of care)
             dd = d0 - 1 if _rnd_int(rs, 2) == 0 else d0 + 1
-            if 0 <= dd < dat.n_days:
-                n = st.nurse_of[r, 3 * dd + _rnd_int(rs, 3)]
-                if n >= 0 and dat.nurse_max[n, g] < 0:
+            if 0 <= dd < L.D:
+                n = S[L.nurse + r * L.G + 3 * dd + _rnd_int(rs, 3)]
+                if n >= 0 and X[L.nmax + n * L.G + g] < 0:
                     n = -1
         if n < 0:
-            n = dat.shift_nurses[g, _rnd_int(rs, m)]
+            n = X[L.snur + g * L.N + _rnd_int(rs, m)]
         length = 2 + _rnd_int(rs, 6)
-        # backward extent
         lo = d0
-        while lo - 1 >= 0 and d0 - (lo - 1) < length and dat.nurse_shift_of_day[n, lo - 1] >= 0:
-            if st.cnt[r, lo - 1] == 0:
-                break
+        while (
+            lo - 1 >= 0
+            and d0 - (lo - 1) < length
+            and X[L.nsod + n * L.D + lo - 1] >= 0
+            and S[L.cnt + r * L.D + lo - 1] > 0
+        ):
             lo -= 1
         hi = d0
         while (
-            hi + 1 < dat.n_days and hi + 1 - lo < length and dat.nurse_shift_of_day[n, hi + 1] >= 0
+            hi + 1 < L.D
+            and hi + 1 - lo < length
+            and X[L.nsod + n * L.D + hi + 1] >= 0
+            and S[L.cnt + r * L.D + hi + 1] > 0
         ):
-            if st.cnt[r, hi + 1] == 0:
-                break
             hi += 1
         changed = 0
         for d in range(lo, hi + 1):
-            gg = dat.nurse_shift_of_day[n, d]
-            if gg < 0 or dat.fix_nurse[r, gg] >= 0 or st.nurse_of[r, gg] == n:
+            gg = X[L.nsod + n * L.D + d]
+            if gg < 0 or X[L.fnurse + r * L.G + gg] >= 0 or S[L.nurse + r * L.G + gg] == n:
                 continue
-            if 1 + 3 * (st.undo[0] + 1) >= UNDO_SIZE:
-                break
-            _set_nurse_rec(dat, st, r, gg, n)
+            _set_nurse_rec(L, X, S, r, gg, n)
             changed += 1
         if changed == 0:
             return 0
@@ -976,21 +1104,21 @@ def _do_move(dat: Any, st: Any, mv: int, hw: Any, rs: Any) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _undo_move(dat: Any, st: Any, kind: int) -> None:
+def _undo_move(L: Any, X: Any, S: Any, kind: int) -> None:
     if kind == 1:
-        _undo_patients(dat, st)
+        _undo_patients(L, X, S)
     elif kind == 2:
-        _undo_nurses(dat, st)
+        _undo_nurses(L, X, S)
     elif kind == 3:
-        t = -1 - st.undo[0]
-        move_theatre(dat, st, st.undo[1], t)
-        st.undo[0] = 0
+        u = L.undo
+        move_theatre(L, X, S, S[u + 1], S[u + 2])
 
 
 @njit(cache=True, nogil=True)
 def anneal(
-    dat: Any,
-    st: Any,
+    L: Any,
+    X: Any,
+    S: Any,
     best: Any,
     rs: Any,
     n_iter: int,
@@ -1002,33 +1130,37 @@ def anneal(
 ) -> None:
     """Simulated annealing for `n_iter` moves, geometric cooling from `t_start` to `t_end`.
 
-    Updates `best` whenever a feasible state beats it. `mcum` is the cumulative probability of
-    each move type; `stats[mv, 0..1]` count tried/accepted moves.
+    `best` is a vector of n_dec decisions plus its weighted soft cost in the last slot (BIG when
+    none); it is updated whenever a feasible state beats it. `mcum` is the cumulative probability
+    of each move type; `stats[mv, 0..1]` count tried/accepted moves.
     """
-    s, h = objective(dat, st, hw)
+    nd = L.n_dec
+    s, h = objective(L, X, S, hw)
     cur = s + h
-    if h == 0 and s < best.cost[0]:
-        save_best(st, best, s)
+    if h == 0 and s < best[nd]:
+        best[:nd] = S[:nd]
+        best[nd] = s
     temp = t_start
     alpha = math.exp(math.log(t_end / t_start) / max(n_iter, 1))
     nm = mcum.shape[0]
     for _ in range(n_iter):
         temp *= alpha
-        u = _rnd_float(rs)
+        x = _rnd_float(rs)
         mv = 0
-        while mv < nm - 1 and u >= mcum[mv]:
+        while mv < nm - 1 and x >= mcum[mv]:
             mv += 1
-        kind = _do_move(dat, st, mv, hw, rs)
+        kind = _do_move(L, X, S, mv, hw, rs)
         if kind == 0:
             continue
         stats[mv, 0] += 1
-        s, h = objective(dat, st, hw)
+        s, h = objective(L, X, S, hw)
         new = s + h
         delta = new - cur
         if delta <= 0 or _rnd_float(rs) < math.exp(-delta / temp):
             cur = new
             stats[mv, 1] += 1
-            if h == 0 and s < best.cost[0]:
-                save_best(st, best, s)
+            if h == 0 and s < best[nd]:
+                best[:nd] = S[:nd]
+                best[nd] = s
         else:
-            _undo_move(dat, st, kind)
+            _undo_move(L, X, S, kind)

@@ -9,13 +9,15 @@ from sqlalchemy import text
 
 from carepool import __version__
 from carepool.api import admin, fhir, problems
+from carepool.booking import views as booking_views
 from carepool.catalog import views as catalog_views
 from carepool.core.db import make_engine, make_session_factory
 from carepool.core.settings import get_settings
+from carepool.core.time import Clock, SystemClock
 from carepool.web import views as web_views
 
 
-def create_app(database_url: str | None = None) -> FastAPI:
+def create_app(database_url: str | None = None, *, clock: Clock | None = None) -> FastAPI:
     """Build the app over `database_url` (default: settings). The schema must be migrated."""
     url = database_url or get_settings().database_url
     engine = make_engine(url)
@@ -30,6 +32,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
     )
     app.state.engine = engine
     app.state.sessions = make_session_factory(engine)
+    app.state.clock = clock or SystemClock()
     problems.install(app)
 
     @app.get("/health", tags=["platform"])
@@ -40,6 +43,7 @@ def create_app(database_url: str | None = None) -> FastAPI:
 
     app.include_router(admin.router, prefix="/api/v1")
     app.include_router(catalog_views.router, prefix="/api/v1")
+    app.include_router(booking_views.router, prefix="/api/v1")
     app.include_router(fhir.router, prefix="/fhir")
     app.include_router(web_views.router)
     return app

@@ -19,6 +19,7 @@ MODEL_MODULES = (
     "carepool.core.audit",
     "carepool.core.events",
     "carepool.catalog.models",
+    "carepool.booking.models",
 )
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"

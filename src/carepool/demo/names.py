@@ -23,17 +23,21 @@ def _pairs(text: str) -> tuple[tuple[str, str], ...]:
 
 # (character, pinyin, relative frequency): the common surnames, roughly by population share.
 SURNAMES: Final[tuple[tuple[str, str, int], ...]] = tuple(
-    (zh, py, int(weight)) for zh, py, weight in (item.split(":") for item in _words(
-    ""王:Wang:72 李:Li:70 张:Zhang:66 刘:Liu:53 陈:Chen:45 杨:Yang:32 "
-    "黄:Huang:24 赵:Zhao:21 "吴:Wu:20 周:Zhou:19 徐:Xu:15 孙:Sun:15 "
-    "马:Ma:14 朱:Zhu:13 胡:Hu:12 郭:Guo:11 何:He:11 "林:Lin:10 罗:Luo:10 "
-    "高:Gao:10 郑:Zheng:9 梁:Liang:9 谢:Xie:8 宋:Song:7 唐:Tang:7 许:Xu:6 "
-    ""韩:Han:6 冯:Feng:6 邓:Deng:6 曹:Cao:6 彭:Peng:5 曾:Zeng:5 肖:Xiao:5 "
-    "田:Tian:5 董:Dong:5 "潘:Pan:4 袁:Yuan:4 蔡:Cai:4 蒋:Jiang:4 余:Yu:4 "
-    "叶:Ye:4 程:Cheng:4 魏:Wei:3 苏:Su:3 吕:Lyu:3 "丁:Ding:3 沈:Shen:3 "
-    "姚:Yao:3 钟:Zhong:3 汪:Wang:3 金:Jin:2 方:Fang:2 邵:Shao:2 毛:Mao:2 "
-    ""应:Ying:2 楼:Lou:2 傅:Fu:2 戴:Dai:2 钱:Qian:2 严:Yan:2"
-    ))
+    (zh, py, int(weight))
+    for zh, py, weight in (
+        item.split(":")
+        for item in _words(
+            "王:Wang:72 李:Li:70 张:Zhang:66 刘:Liu:53 陈:Chen:45 杨:Yang:32 "
+            "黄:Huang:24 赵:Zhao:21 吴:Wu:20 周:Zhou:19 徐:Xu:15 孙:Sun:15 "
+            "马:Ma:14 朱:Zhu:13 胡:Hu:12 郭:Guo:11 何:He:11 林:Lin:10 罗:Luo:10 "
+            "高:Gao:10 郑:Zheng:9 梁:Liang:9 谢:Xie:8 宋:Song:7 唐:Tang:7 许:Xu:6 "
+            "韩:Han:6 冯:Feng:6 邓:Deng:6 曹:Cao:6 彭:Peng:5 曾:Zeng:5 肖:Xiao:5 "
+            "田:Tian:5 董:Dong:5 潘:Pan:4 袁:Yuan:4 蔡:Cai:4 蒋:Jiang:4 余:Yu:4 "
+            "叶:Ye:4 程:Cheng:4 魏:Wei:3 苏:Su:3 吕:Lyu:3 丁:Ding:3 沈:Shen:3 "
+            "姚:Yao:3 钟:Zhong:3 汪:Wang:3 金:Jin:2 方:Fang:2 邵:Shao:2 毛:Mao:2 "
+            "应:Ying:2 楼:Lou:2 傅:Fu:2 戴:Dai:2 钱:Qian:2 严:Yan:2"
+        )
+    )
 )
 
 # Given-name characters that lean male, lean female, or are common to both.

@@ -27,6 +27,8 @@ import numpy as np
 
 from carepool.planning.ihtp import solver_kernels as K
 from carepool.planning.ihtp.solver_data import (
+    HARD_NAMES,
+    SOFT_NAMES,
     SOFT_WEIGHT_KEYS,
     IhtpData,
     IhtpIndex,
@@ -35,7 +37,7 @@ from carepool.planning.ihtp.solver_data import (
 )
 from carepool.planning.ihtp.solver_eval import Evaluation, evaluate
 
-__all__ = ["ProgressPoint", "SolveResult", "SolverParams", "solve"]
+__all__ = ["ProgressPoint", "SolveResult", "SolverParams", "kernel_evaluation", "solve"]
 
 # Hard-violation weights (per unit: per patient, per room-day, per minute of overtime).
 HARD_WEIGHTS = np.array([2000, 5000, 40, 40, 5000, 5000, 2000, 5000, 5000], dtype=np.int64)
@@ -431,6 +433,8 @@ def solve(
                     stop = True
                     break
             rnd += 1
+    except KeyboardInterrupt:
+        pass  # anytime: an interrupted run still returns the best plan found so far
     finally:
         if pool is not None:
             pool.shutdown()
@@ -458,6 +462,29 @@ def solve(
         threads=threads,
         seed=seed,
         move_stats=move_statistics(stats),
+    )
+
+
+def kernel_evaluation(
+    instance: Any, solution: Mapping[str, Any]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Raw soft and hard counts of `solution` as the search kernels see it (loaded from scratch).
+
+    For tests: they must equal the validator's counts. Nurse entries outside a nurse's roster are
+    dropped (the official validator aborts on them).
+    """
+    warmup()
+    data, index = build_data(instance_to_dict(instance))
+    lay, X = K.pack(data)
+    S = K.new_state(lay)
+    dec = _empty_decisions(lay)
+    _solution_into(data, index, solution, *K.decisions(lay, dec))
+    if K.rebuild(lay, X, S, dec):
+        raise ValueError("more persons in a room than the solver can store")
+    soft, hard = K.components(lay, S)
+    return (
+        {n: int(v) for n, v in zip(SOFT_NAMES, soft, strict=True)},
+        {n: int(v) for n, v in zip(HARD_NAMES, hard, strict=True)},
     )
 
 

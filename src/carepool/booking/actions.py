@@ -1,0 +1,638 @@
+"""Writes to the booking pool: hold, book, arrive, fulfil, cancel, no-show, reschedule.
+
+Every action runs in the caller's transaction. Resource time is taken only by inserting
+`ResourceClaim` rows, which the database refuses to overlap; a lost race surfaces as
+`SlotTaken` (409) naming what was taken, and the caller's transaction rolls back whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from carepool.booking import service as booking_service
+from carepool.booking.errors import (
+    HoldExpired,
+    IdempotencyMismatch,
+    InvalidTransition,
+    QuotaExhausted,
+    SlotTaken,
+)
+from carepool.booking.models import (
+    Appointment,
+    AppointmentStatus,
+    BookingPolicy,
+    ClaimPurpose,
+    Quota,
+    QuotaUsage,
+    ResourceClaim,
+)
+from carepool.catalog import calendar
+from carepool.catalog import service as catalog_service
+from carepool.catalog.models import Institution, Service
+from carepool.core import audit, events
+from carepool.core.audit import AuditAction
+from carepool.core.auth import Principal
+from carepool.core.errors import InvalidInput, PermissionDenied
+
+S = AppointmentStatus
+TRANSITIONS: dict[str, tuple[set[AppointmentStatus], AppointmentStatus]] = {
+    "book": ({S.HELD}, S.BOOKED),
+    "arrive": ({S.BOOKED}, S.ARRIVED),
+    "fulfil": ({S.ARRIVED}, S.FULFILLED),
+    "cancel": ({S.HELD, S.BOOKED}, S.CANCELLED),
+    "no-show": ({S.BOOKED}, S.NOSHOW),
+}
+RELEASES_TIME = {S.CANCELLED, S.NOSHOW}
+
+
+def _digest(values: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _covers(intervals: list[calendar.Interval], start: datetime, end: datetime) -> bool:
+    return any(i.start <= start and i.end >= end for i in intervals)
+
+
+def release_expired_holds(
+    session: Session, *, now: datetime, resource_ids: list[str] | None = None
+) -> int:
+    """Cancel holds whose time ran out and free their claims; returns how many."""
+    stmt = select(Appointment).where(
+        Appointment.status == S.HELD, Appointment.hold_expires_at <= now
+    )
+    if resource_ids is not None:
+        owners = select(ResourceClaim.owner_id).where(
+            ResourceClaim.resource_id.in_(resource_ids),
+            ResourceClaim.active.is_(True),
+            ResourceClaim.expires_at <= now,
+        )
+        stmt = stmt.where(Appointment.id.in_(owners))
+    expired = list(session.scalars(stmt.with_for_update(skip_locked=True)))
+    for a in expired:
+        a.status = S.CANCELLED
+        a.cancel_reason = "hold expired"
+        a.updated_at = now
+        _release_claims(session, a.id)
+        _give_back_quota(session, a)
+        events.emit(
+            session,
+            type="booking.appointment.hold_expired",
+            entity_type="appointment",
+            entity_id=a.id,
+            institution_id=a.institution_id,
+        )
+    session.flush()
+    return len(expired)
+
+
+def _release_claims(session: Session, owner_id: str) -> None:
+    session.execute(
+        update(ResourceClaim)
+        .where(ResourceClaim.owner_id == owner_id, ResourceClaim.active.is_(True))
+        .values(active=False)
+    )
+
+
+def _taken_report(
+    session: Session, resource_ids: list[str], start: datetime, end: datetime, now: datetime
+) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        select(ResourceClaim)
+        .where(
+            ResourceClaim.resource_id.in_(resource_ids),
+            ResourceClaim.active.is_(True),
+            ResourceClaim.start_at < end,
+            ResourceClaim.end_at > start,
+            or_(ResourceClaim.expires_at.is_(None), ResourceClaim.expires_at > now),
+        )
+        .order_by(ResourceClaim.resource_id, ResourceClaim.start_at)
+    )
+    return [
+        {
+            "resource_id": c.resource_id,
+            "lane": c.lane,
+            "start": c.start_at.isoformat(),
+            "end": c.end_at.isoformat(),
+            "purpose": c.purpose.value,
+        }
+        for c in rows
+    ]
+
+
+def allocate(
+    session: Session,
+    *,
+    service: Service,
+    institution_id: str,
+    start: datetime,
+    owner_id: str,
+    purpose: ClaimPurpose,
+    now: datetime,
+    expires_at: datetime | None,
+    exclude_owner: str | None = None,
+) -> list[str]:
+    """Claim, for `start`, the resources every requirement of `service` needs at the member.
+
+    Candidates are tried in a stable order; each claim is inserted in a savepoint, so a
+    resource lost to a concurrent booking is skipped for the next candidate. Raises
+    `SlotTaken` when some requirement cannot be met.
+    """
+    policy = booking_service.policy_for(session, service.id)
+    t = booking_service.timing(service, policy)
+    block_start, block_end = start - t.before, start + t.duration + t.after
+    lanes = 1 + policy.overbook_lanes
+    per_req = booking_service.candidates(session, service, institution_id)
+    everyone = {r.id: r for group in per_req for r in group}
+    free = booking_service.free_time(
+        session,
+        list(everyone.values()),
+        block_start,
+        block_end,
+        now=now,
+        lanes=lanes,
+        exclude_owner=exclude_owner,
+    )
+    chosen: list[str] = []
+    for req, group in zip(service.requirements, per_req, strict=True):
+        got = 0
+        for resource in group:
+            if resource.id in chosen:
+                continue
+            for lane in range(lanes):
+                if not _covers(free[(resource.id, lane)], block_start, block_end):
+                    continue
+                try:
+                    with session.begin_nested():
+                        session.add(
+                            ResourceClaim(
+                                resource_id=resource.id,
+                                lane=lane,
+                                start_at=block_start,
+                                end_at=block_end,
+                                purpose=purpose,
+                                owner_id=owner_id,
+                                active=True,
+                                expires_at=expires_at,
+                            )
+                        )
+                        session.flush()
+                except IntegrityError:
+                    continue  # taken a moment ago by someone else: try the next lane/resource
+                chosen.append(resource.id)
+                got += 1
+                break
+            if got == req.count:
+                break
+        if got < req.count:
+            what = req.type_code or (req.role.value if req.role else req.kind.value)
+            raise SlotTaken(
+                f"{service.id} at {institution_id} from {start.isoformat()} is not free: "
+                f"needs {req.count} × {what}, {got} available for "
+                f"{block_start.isoformat()}–{block_end.isoformat()}",
+                taken=_taken_report(session, [r.id for r in group], block_start, block_end, now),
+            )
+    return chosen
+
+
+def _quota_for(
+    session: Session, service: Service, institution_id: str, requester: Institution | None
+) -> Quota | None:
+    """The quota this booking draws on when the requester is outside its reserved group."""
+    for quota in session.scalars(
+        select(Quota).where(Quota.service_id == service.id, Quota.institution_id == institution_id)
+    ):
+        inside = requester is not None and (
+            requester.kind.value in quota.reserved_for_kinds
+            or requester.id in quota.reserved_for_institutions
+        )
+        if not inside:
+            return quota
+    return None
+
+
+def _local_day(session: Session, when: datetime) -> tuple[str, datetime, datetime]:
+    tz = ZoneInfo(catalog_service.consortium_timezone(session))
+    local = when.astimezone(tz)
+    day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return local.date().isoformat(), day_start, day_start + timedelta(days=1)
+
+
+def _capacity_minutes(
+    session: Session,
+    service: Service,
+    institution_id: str,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+) -> int:
+    """Calendar minutes of the scarcest requirement's resources over [start, end)."""
+    per_req = booking_service.candidates(session, service, institution_id)
+    best: int | None = None
+    for req, group in zip(service.requirements, per_req, strict=True):
+        total = 0
+        for r in group:
+            for iv in catalog_service.availability(session, resource_id=r.id, start=start, end=end):
+                total += int((iv.end - iv.start).total_seconds() // 60)
+        per = total // req.count
+        best = per if best is None else min(best, per)
+    return best or 0
+
+
+def _take_quota(
+    session: Session, quota: Quota, service: Service, start: datetime, minutes: int, now: datetime
+) -> str:
+    day, day_start, day_end = _local_day(session, start)
+    limit = int(
+        _capacity_minutes(session, service, quota.institution_id, day_start, day_end, now)
+        * (1 - quota.share)
+    )
+    values = {"quota_id": quota.id, "day": day, "used_minutes": 0, "limit_minutes": limit}
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(QuotaUsage).values(**values).on_conflict_do_nothing())
+    result = session.execute(
+        update(QuotaUsage)
+        .where(
+            QuotaUsage.quota_id == quota.id,
+            QuotaUsage.day == day,
+            QuotaUsage.used_minutes + minutes <= QuotaUsage.limit_minutes,
+        )
+        .values(used_minutes=QuotaUsage.used_minutes + minutes)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise QuotaExhausted(
+            f"{quota.share:.0%} of {service.id} at {quota.institution_id} on {day} is kept for "
+            f"{', '.join(quota.reserved_for_kinds + quota.reserved_for_institutions)} until "
+            f"{quota.release_hours} h before; the rest ({limit} min) is booked",
+            quota=quota.id,
+            day=day,
+        )
+    return day
+
+
+def _give_back_quota(session: Session, appointment: Appointment) -> None:
+    if not appointment.quota_id:
+        return
+    day, _, _ = _local_day(session, appointment.start_at)
+    minutes = int((appointment.end_at - appointment.start_at).total_seconds() // 60)
+    session.execute(
+        update(QuotaUsage)
+        .where(QuotaUsage.quota_id == appointment.quota_id, QuotaUsage.day == day)
+        .values(used_minutes=QuotaUsage.used_minutes - minutes)
+    )
+
+
+def _check_orderable(session: Session, actor: Principal, service: Service) -> Institution | None:
+    requester = session.get(Institution, actor.institution_id) if actor.institution_id else None
+    if actor.consortium_wide:
+        return requester
+    if service.orderable_by_roles and (
+        actor.role is None or actor.role.value not in service.orderable_by_roles
+    ):
+        raise PermissionDenied(
+            f"{service.id} may be ordered by {', '.join(service.orderable_by_roles)}; "
+            f"{actor.username!r} is {actor.role.value if actor.role else 'no role'}"
+        )
+    if service.orderable_by_kinds and (
+        requester is None or requester.kind.value not in service.orderable_by_kinds
+    ):
+        raise PermissionDenied(
+            f"{service.id} may be ordered from {', '.join(service.orderable_by_kinds)}; "
+            f"{actor.institution_id!r} is not one"
+        )
+    return requester
+
+
+def do_create_appointment(
+    session: Session,
+    *,
+    actor: Principal,
+    now: datetime,
+    service_id: str,
+    institution_id: str,
+    start: datetime,
+    patient_ref: str,
+    patient_name: str = "",
+    hold: bool = False,
+    idempotency_key: str | None = None,
+    referral_id: str | None = None,
+    note: str = "",
+) -> tuple[Appointment, bool]:
+    """Hold or book a service at a member; returns (appointment, created).
+
+    With an idempotency key, repeating the same request returns the first result (created is
+    False); reusing the key for a different request is refused.
+    """
+    actor.require_scope("Booking", "write")
+    request = {
+        "service_id": service_id,
+        "institution_id": institution_id,
+        "start": start.isoformat(),
+        "patient_ref": patient_ref,
+        "hold": hold,
+        "referral_id": referral_id,
+    }
+    digest = _digest(request)
+    if idempotency_key:
+        existing = session.scalar(
+            select(Appointment).where(
+                Appointment.requested_by == actor.username,
+                Appointment.idempotency_key == idempotency_key,
+            )
+        )
+        if existing is not None:
+            if existing.request_digest != digest:
+                raise IdempotencyMismatch(
+                    f"idempotency key {idempotency_key!r} was used for a different request "
+                    f"(appointment {existing.id})"
+                )
+            return existing, False
+    service: Service = catalog_service.get(session, kind="service", id=service_id)
+    if institution_id not in booking_service.offering_members(session, service):
+        raise InvalidInput(
+            f"{institution_id!r} does not offer {service_id!r}",
+            [],
+        )
+    requester = _check_orderable(session, actor, service)
+    policy = booking_service.policy_for(session, service_id)
+    if start < now + timedelta(minutes=policy.min_notice_minutes):
+        raise InvalidInput(
+            f"{service_id} must be booked at least {policy.min_notice_minutes} min ahead; "
+            f"{start.isoformat()} is too soon"
+        )
+    appointment_id = "apt-" + uuid.uuid4().hex[:20]
+    expires = now + timedelta(minutes=policy.hold_minutes) if hold else None
+    per_req = booking_service.candidates(session, service, institution_id)
+    release_expired_holds(session, now=now, resource_ids=[r.id for g in per_req for r in g])
+    quota = _quota_for(session, service, institution_id, requester)
+    quota_id = None
+    if quota is not None and start - now > timedelta(hours=quota.release_hours):
+        _take_quota(session, quota, service, start, service.duration_min, now)
+        quota_id = quota.id
+    chosen = allocate(
+        session,
+        service=service,
+        institution_id=institution_id,
+        start=start,
+        owner_id=appointment_id,
+        purpose=ClaimPurpose.APPOINTMENT,
+        now=now,
+        expires_at=expires,
+    )
+    appointment = Appointment(
+        id=appointment_id,
+        service_id=service_id,
+        institution_id=institution_id,
+        requester_institution_id=actor.institution_id,
+        requested_by=actor.username,
+        idempotency_key=idempotency_key,
+        patient_ref=patient_ref,
+        patient_name=patient_name,
+        referral_id=referral_id,
+        status=S.HELD if hold else S.BOOKED,
+        start_at=start,
+        end_at=start + timedelta(minutes=service.duration_min),
+        hold_expires_at=expires,
+        resource_ids=chosen,
+        quota_id=quota_id,
+        note=note,
+        request_digest=digest,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(appointment)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:  # the same idempotency key, concurrently
+        raise IdempotencyMismatch(
+            f"idempotency key {idempotency_key!r} is being used by a concurrent request; retry"
+        ) from exc
+    after = booking_service.to_dict(appointment)
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.CREATE,
+        entity_type="appointment",
+        entity_id=appointment_id,
+        entity_institution=institution_id,
+        after=after,
+    )
+    events.emit(
+        session,
+        type=f"booking.appointment.{appointment.status.value}",
+        entity_type="appointment",
+        entity_id=appointment_id,
+        institution_id=institution_id,
+        payload={"service_id": service_id, "start": start.isoformat(), "resources": chosen},
+    )
+    return appointment, True
+
+
+def _require_manage(actor: Principal, appointment: Appointment) -> None:
+    actor.require_scope("Booking", "write")
+    if not booking_service.can_see(actor, appointment):
+        raise PermissionDenied(
+            f"appointment {appointment.id!r} belongs to {appointment.institution_id!r}",
+            institution=appointment.institution_id,
+        )
+
+
+def do_transition_appointment(
+    session: Session, *, actor: Principal, now: datetime, id: str, action: str, reason: str = ""
+) -> Appointment:
+    """Move an appointment along its state machine (book a hold, arrive, fulfil, cancel, no-show)."""
+    if action not in TRANSITIONS:
+        raise InvalidInput(f"unknown action {action!r}; one of {', '.join(TRANSITIONS)}")
+    appointment = booking_service.access_appointment_by_id(session, actor, id)
+    _require_manage(actor, appointment)
+    allowed, target = TRANSITIONS[action]
+    if appointment.status not in allowed:
+        raise InvalidTransition(
+            f"appointment {id} is {appointment.status.value}; '{action}' needs "
+            f"{' or '.join(sorted(s.value for s in allowed))}"
+        )
+    before = booking_service.to_dict(appointment)
+    if action == "book":
+        if appointment.hold_expires_at is not None and appointment.hold_expires_at <= now:
+            release_expired_holds(session, now=now)
+            raise HoldExpired(
+                f"the hold on appointment {id} expired at {appointment.hold_expires_at.isoformat()}; "
+                "search again and hold a new slot"
+            )
+        session.execute(
+            update(ResourceClaim)
+            .where(ResourceClaim.owner_id == id, ResourceClaim.active.is_(True))
+            .values(expires_at=None)
+        )
+        appointment.hold_expires_at = None
+    if action == "cancel" and not reason:
+        raise InvalidInput("a cancellation needs a reason")
+    appointment.status = target
+    appointment.updated_at = now
+    if target in RELEASES_TIME:
+        _release_claims(session, id)
+        _give_back_quota(session, appointment)
+        appointment.cancel_reason = reason
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.UPDATE,
+        entity_type="appointment",
+        entity_id=id,
+        entity_institution=appointment.institution_id,
+        before=before,
+        after=booking_service.to_dict(appointment),
+        detail=action,
+    )
+    events.emit(
+        session,
+        type=f"booking.appointment.{target.value}",
+        entity_type="appointment",
+        entity_id=id,
+        institution_id=appointment.institution_id,
+        payload={"reason": reason},
+    )
+    return appointment
+
+
+def do_reschedule_appointment(
+    session: Session, *, actor: Principal, now: datetime, id: str, start: datetime
+) -> Appointment:
+    """Move a booked or held appointment to another start; the old time is kept if the new fails."""
+    appointment = booking_service.access_appointment_by_id(session, actor, id)
+    _require_manage(actor, appointment)
+    if appointment.status not in (S.HELD, S.BOOKED):
+        raise InvalidTransition(
+            f"appointment {id} is {appointment.status.value}; only held or booked ones move"
+        )
+    before = booking_service.to_dict(appointment)
+    service: Service = catalog_service.get(session, kind="service", id=appointment.service_id)
+    old_claims = list(
+        session.scalars(
+            select(ResourceClaim).where(
+                ResourceClaim.owner_id == id, ResourceClaim.active.is_(True)
+            )
+        )
+    )
+    for c in old_claims:
+        c.active = False
+    session.flush()
+    expires = appointment.hold_expires_at
+    chosen = allocate(
+        session,
+        service=service,
+        institution_id=appointment.institution_id,
+        start=start,
+        owner_id=id,
+        purpose=ClaimPurpose.APPOINTMENT,
+        now=now,
+        expires_at=expires,
+    )
+    appointment.start_at = start
+    appointment.end_at = start + timedelta(minutes=service.duration_min)
+    appointment.resource_ids = chosen
+    appointment.updated_at = now
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.UPDATE,
+        entity_type="appointment",
+        entity_id=id,
+        entity_institution=appointment.institution_id,
+        before=before,
+        after=booking_service.to_dict(appointment),
+        detail="reschedule",
+    )
+    events.emit(
+        session,
+        type="booking.appointment.rescheduled",
+        entity_type="appointment",
+        entity_id=id,
+        institution_id=appointment.institution_id,
+        payload={"from": before["start"], "to": start.isoformat()},
+    )
+    return appointment
+
+
+def do_set_booking_policy(
+    session: Session, *, actor: Principal, service_id: str, values: dict[str, Any]
+) -> BookingPolicy:
+    """Create or change a service's booking policy (consortium-wide callers only)."""
+    actor.require_scope("Catalog", "write")
+    actor.require_institution(None, f"the booking policy of {service_id}")
+    catalog_service.get(session, kind="service", id=service_id)
+    policy = session.get(BookingPolicy, service_id)
+    before = None
+    if policy is None:
+        policy = BookingPolicy(
+            service_id=service_id, hold_minutes=10, overbook_lanes=0, min_notice_minutes=0
+        )
+        session.add(policy)
+    else:
+        before = {k: getattr(policy, k) for k in values}
+    for k, v in values.items():
+        setattr(policy, k, v)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.UPDATE if before else AuditAction.CREATE,
+        entity_type="booking_policy",
+        entity_id=service_id,
+        before=before,
+        after=values,
+    )
+    return policy
+
+
+def do_set_quota(session: Session, *, actor: Principal, values: dict[str, Any]) -> Quota:
+    """Create or replace a quota (the performing member's admins or consortium admins)."""
+    actor.require_scope("Booking", "write")
+    actor.require_institution(values["institution_id"], f"quotas of {values['institution_id']}")
+    catalog_service.get(session, kind="service", id=values["service_id"])
+    catalog_service.get(session, kind="institution", id=values["institution_id"])
+    quota = session.get(Quota, values["id"])
+    before = None
+    if quota is None:
+        quota = Quota(**values)
+        session.add(quota)
+    else:
+        before = {k: getattr(quota, k) for k in values}
+        for k, v in values.items():
+            setattr(quota, k, v)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.UPDATE if before else AuditAction.CREATE,
+        entity_type="booking_quota",
+        entity_id=values["id"],
+        entity_institution=values["institution_id"],
+        before=before,
+        after=values,
+    )
+    return quota
+
+
+__all__ = [
+    "allocate",
+    "do_create_appointment",
+    "do_reschedule_appointment",
+    "do_set_booking_policy",
+    "do_set_quota",
+    "do_transition_appointment",
+    "release_expired_holds",
+]

@@ -1,0 +1,350 @@
+"""Reads of the booking pool: candidate resources, free time, slots, appointments.
+
+Free time of a resource lane = calendar availability (catalogue) minus its active claims; a hold
+whose time has passed no longer counts.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from carepool.booking.models import (
+    Appointment,
+    AppointmentStatus,
+    BookingPolicy,
+    ResourceClaim,
+)
+from carepool.booking.slots import Requirement, Slot, Unit, find_slots
+from carepool.catalog import calendar
+from carepool.catalog import service as catalog_service
+from carepool.catalog.models import (
+    CalendarException,
+    CalendarRule,
+    ExceptionKind,
+    Institution,
+    Resource,
+    ResourceStatus,
+    Service,
+    ServiceRequirement,
+)
+from carepool.core.auth import Principal
+from carepool.core.errors import InvalidInput, NotFound, PermissionDenied
+
+DEFAULT_POLICY = BookingPolicy(hold_minutes=10, overbook_lanes=0, min_notice_minutes=0)
+
+
+@dataclass(frozen=True)
+class ServiceTiming:
+    duration: timedelta
+    before: timedelta
+    after: timedelta
+    step: timedelta
+
+    @property
+    def block(self) -> timedelta:
+        return self.before + self.duration + self.after
+
+
+def policy_for(session: Session, service_id: str) -> BookingPolicy:
+    return session.get(BookingPolicy, service_id) or DEFAULT_POLICY
+
+
+def timing(service: Service, policy: BookingPolicy) -> ServiceTiming:
+    step = policy.slot_step_minutes or max(5, service.duration_min)
+    return ServiceTiming(
+        duration=timedelta(minutes=service.duration_min),
+        before=timedelta(minutes=service.preparation_min),
+        after=timedelta(minutes=service.turnover_min),
+        step=timedelta(minutes=step),
+    )
+
+
+def matches(resource: Resource, req: ServiceRequirement) -> bool:
+    """Whether a resource can fill a service requirement (kind, type, role, skill, specialty)."""
+    if resource.kind != req.kind or resource.status is not ResourceStatus.IN_SERVICE:
+        return False
+    if req.type_code and resource.type_code != req.type_code:
+        return False
+    if req.role and resource.role != req.role:
+        return False
+    if req.min_skill is not None and (resource.skill_level or 0) < req.min_skill:
+        return False
+    return not (req.specialty and req.specialty not in (resource.specialties or []))
+
+
+def candidates(
+    session: Session, service: Service, institution_id: str, campus_id: str | None = None
+) -> list[list[Resource]]:
+    """Per requirement, the member's resources that could fill it, in a stable order."""
+    kinds = {r.kind for r in service.requirements}
+    stmt = select(Resource).where(
+        Resource.institution_id == institution_id,
+        Resource.kind.in_(kinds),
+        Resource.status == ResourceStatus.IN_SERVICE,
+    )
+    if campus_id:
+        stmt = stmt.where(or_(Resource.campus_id == campus_id, Resource.campus_id.is_(None)))
+    pool = list(session.scalars(stmt.order_by(Resource.id)))
+    return [[r for r in pool if matches(r, req)] for req in service.requirements]
+
+
+def free_time(
+    session: Session,
+    resources: Sequence[Resource],
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    lanes: int = 1,
+    exclude_owner: str | None = None,
+) -> dict[tuple[str, int], list[calendar.Interval]]:
+    """Free intervals per (resource, lane) in [start, end): availability minus live claims."""
+    ids = [r.id for r in resources]
+    if not ids:
+        return {}
+    tz = catalog_service.consortium_timezone(session)
+    rules: dict[str, list[calendar.Rule]] = defaultdict(list)
+    for r in session.scalars(select(CalendarRule).where(CalendarRule.resource_id.in_(ids))):
+        rules[r.resource_id].append(
+            calendar.Rule(
+                cycle_days=r.cycle_days,
+                anchor=r.anchor,
+                days=r.days,
+                start=r.start,
+                end=r.end,
+                label=r.label,
+                valid_from=r.valid_from,
+                valid_to=r.valid_to,
+            )
+        )
+    exceptions: dict[str, list[calendar.Exception_]] = defaultdict(list)
+    for x in session.scalars(
+        select(CalendarException).where(
+            CalendarException.resource_id.in_(ids),
+            CalendarException.end > start,
+            CalendarException.start < end,
+        )
+    ):
+        exceptions[x.resource_id].append(
+            calendar.Exception_(start=x.start, end=x.end, adds=x.kind is ExceptionKind.EXTRA)
+        )
+    busy: dict[tuple[str, int], list[calendar.Interval]] = defaultdict(list)
+    claim_stmt = select(ResourceClaim).where(
+        ResourceClaim.resource_id.in_(ids),
+        ResourceClaim.active.is_(True),
+        ResourceClaim.end_at > start,
+        ResourceClaim.start_at < end,
+        or_(ResourceClaim.expires_at.is_(None), ResourceClaim.expires_at > now),
+    )
+    if exclude_owner:
+        claim_stmt = claim_stmt.where(ResourceClaim.owner_id != exclude_owner)
+    for c in session.scalars(claim_stmt):
+        busy[(c.resource_id, c.lane)].append(calendar.Interval(c.start_at, c.end_at))
+    out: dict[tuple[str, int], list[calendar.Interval]] = {}
+    for r in resources:
+        base = calendar.availability(
+            rules=rules.get(r.id, []),
+            exceptions=exceptions.get(r.id, []),
+            start=start,
+            end=end,
+            tz=tz,
+            in_service=r.status is ResourceStatus.IN_SERVICE,
+        )
+        for lane in range(lanes):
+            out[(r.id, lane)] = calendar.subtract(base, busy.get((r.id, lane), []))
+    return out
+
+
+def offering_members(session: Session, service: Service) -> list[str]:
+    return [o.institution_id for o in service.offerings]
+
+
+@dataclass(frozen=True)
+class MemberSlot:
+    service_id: str
+    institution_id: str
+    slot: Slot
+
+    @property
+    def id(self) -> str:
+        return slot_id(self.service_id, self.institution_id, self.slot.start)
+
+
+def slot_id(service_id: str, institution_id: str, start: datetime) -> str:
+    """A stable id for "this service at this member at this time" (resources chosen at booking)."""
+    minutes = int(start.timestamp() // 60)
+    return f"{minutes:x}.{institution_id}.{service_id}"
+
+
+def parse_slot_id(session: Session, value: str) -> tuple[str, str, datetime]:
+    """(service_id, institution_id, start) of a slot id; `InvalidInput` if it names nothing."""
+    from datetime import UTC
+
+    head, _, rest = value.partition(".")
+    try:
+        start = datetime.fromtimestamp(int(head, 16) * 60, tz=UTC)
+    except ValueError as exc:
+        raise InvalidInput(f"slot id {value!r} is not one this server gave out") from exc
+    parts = rest.split(".")
+    for i in range(1, len(parts)):
+        member, service = ".".join(parts[:i]), ".".join(parts[i:])
+        if session.get(Institution, member) and session.get(Service, service):
+            return service, member, start
+    raise InvalidInput(f"slot id {value!r} does not name a service offered by a member")
+
+
+def search_slots(
+    session: Session,
+    *,
+    service_id: str,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    institution_id: str | None = None,
+    campus_id: str | None = None,
+    limit: int = 20,
+) -> list[MemberSlot]:
+    """Bookable times for a service across every member offering it, earliest first."""
+    service: Service = catalog_service.get(session, kind="service", id=service_id)
+    policy = policy_for(session, service_id)
+    t = timing(service, policy)
+    earliest = max(start, now + timedelta(minutes=policy.min_notice_minutes))
+    members = offering_members(session, service)
+    if institution_id:
+        members = [m for m in members if m == institution_id]
+    lanes = 1 + policy.overbook_lanes
+    found: list[MemberSlot] = []
+    for member in members:
+        per_req = candidates(session, service, member, campus_id)
+        if any(len(c) < req.count for c, req in zip(per_req, service.requirements, strict=True)):
+            continue
+        everyone = {r.id: r for group in per_req for r in group}
+        free = free_time(
+            session,
+            list(everyone.values()),
+            earliest - t.before,
+            end + t.after,
+            now=now,
+            lanes=lanes,
+        )
+        reqs = [
+            Requirement(
+                count=req.count,
+                units=[
+                    Unit(r.id, lane, free[(r.id, lane)]) for r in group for lane in range(lanes)
+                ],
+            )
+            for req, group in zip(service.requirements, per_req, strict=True)
+        ]
+        for s in find_slots(
+            reqs,
+            window_start=earliest,
+            window_end=end,
+            duration=t.duration,
+            before=t.before,
+            after=t.after,
+            step=t.step,
+            limit=limit,
+        ):
+            found.append(MemberSlot(service_id, member, s))
+    found.sort(key=lambda ms: (ms.slot.start, ms.institution_id))
+    return found[:limit]
+
+
+def can_see(principal: Principal, appointment: Appointment) -> bool:
+    """The performing member, the requesting member and consortium-wide callers see it."""
+    return principal.consortium_wide or principal.institution_id in (
+        appointment.institution_id,
+        appointment.requester_institution_id,
+    )
+
+
+def access_appointment_by_id(session: Session, principal: Principal, id: str) -> Appointment:
+    """Load an appointment the caller may see (scope and member checked)."""
+    principal.require_scope("Booking", "read")
+    appointment = session.get(Appointment, id)
+    if appointment is None:
+        raise NotFound("appointment", id)
+    if not can_see(principal, appointment):
+        raise PermissionDenied(
+            f"appointment {id!r} belongs to {appointment.institution_id!r}; "
+            f"{principal.username!r} of {principal.institution_id!r} may not see it",
+            institution=appointment.institution_id,
+        )
+    return appointment
+
+
+def get_all_appointments(
+    session: Session,
+    principal: Principal,
+    *,
+    status: AppointmentStatus | None = None,
+    service_id: str | None = None,
+    patient_ref: str | None = None,
+    institution_id: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Appointment], int]:
+    """Appointments the caller may see, by start time."""
+    from sqlalchemy import func
+
+    principal.require_scope("Booking", "read")
+    stmt = select(Appointment)
+    if not principal.consortium_wide:
+        stmt = stmt.where(
+            or_(
+                Appointment.institution_id == principal.institution_id,
+                Appointment.requester_institution_id == principal.institution_id,
+            )
+        )
+    conds: list[Any] = []
+    if status is not None:
+        conds.append(Appointment.status == status)
+    if service_id:
+        conds.append(Appointment.service_id == service_id)
+    if patient_ref:
+        conds.append(Appointment.patient_ref == patient_ref)
+    if institution_id:
+        conds.append(Appointment.institution_id == institution_id)
+    if start:
+        conds.append(Appointment.end_at > start)
+    if end:
+        conds.append(Appointment.start_at < end)
+    if conds:
+        stmt = stmt.where(and_(*conds))
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = session.scalars(
+        stmt.order_by(Appointment.start_at, Appointment.id).limit(limit).offset(offset)
+    )
+    return list(rows), int(total)
+
+
+def to_dict(a: Appointment) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "service_id": a.service_id,
+        "institution_id": a.institution_id,
+        "requester_institution_id": a.requester_institution_id,
+        "requested_by": a.requested_by,
+        "patient_ref": a.patient_ref,
+        "patient_name": a.patient_name,
+        "referral_id": a.referral_id,
+        "status": a.status.value,
+        "start": a.start_at.isoformat(),
+        "end": a.end_at.isoformat(),
+        "hold_expires_at": a.hold_expires_at.isoformat() if a.hold_expires_at else None,
+        "resource_ids": list(a.resource_ids),
+        "note": a.note,
+        "cancel_reason": a.cancel_reason,
+        "created_at": a.created_at.isoformat(),
+        "updated_at": a.updated_at.isoformat(),
+    }

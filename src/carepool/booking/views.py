@@ -1,0 +1,287 @@
+"""HTTP routes of the booking pool under /api/v1: slots, appointments, policies and quotas."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from carepool.api.deps import Caller, DbSession
+from carepool.booking import actions
+from carepool.booking import service as booking_service
+from carepool.booking.models import AppointmentStatus
+from carepool.core import audit
+from carepool.core.audit import AuditAction
+from carepool.core.errors import FieldError, InvalidInput
+from carepool.core.time import ensure_utc
+
+router = APIRouter(tags=["booking"])
+
+
+def _now(request: Request) -> datetime:
+    now: datetime = request.app.state.clock.now()
+    return now
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return ensure_utc(value)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"{name} needs a time zone", [FieldError(name, "give an offset, e.g. +08:00")]
+        ) from exc
+
+
+@router.get("/slots", summary="Bookable times for a service across every member, earliest first")
+def get_slots(
+    request: Request,
+    session: DbSession,
+    caller: Caller,
+    service: str = Query(..., description="service id"),
+    start: datetime | None = Query(None, description="from (default: now)"),
+    end: datetime | None = Query(None, description="to (default: start + 14 days)"),
+    institution: str | None = Query(None, description="only this member"),
+    campus: str | None = Query(None, description="only this campus"),
+    limit: int = Query(20, ge=1, le=200),
+) -> dict[str, Any]:
+    caller.require_scope("Booking", "read")
+    now = _now(request)
+    begin = _aware(start, "start") or now
+    finish = _aware(end, "end") or begin + timedelta(days=14)
+    if finish <= begin or finish - begin > timedelta(days=62):
+        raise InvalidInput(
+            "the window must be positive and at most 62 days",
+            [FieldError("query:end", "after start, within 62 days")],
+        )
+    found = booking_service.search_slots(
+        session,
+        service_id=service,
+        start=begin,
+        end=finish,
+        now=now,
+        institution_id=institution,
+        campus_id=campus,
+        limit=limit,
+    )
+    return {
+        "service_id": service,
+        "items": [
+            {
+                "id": ms.id,
+                "institution_id": ms.institution_id,
+                "start": ms.slot.start.isoformat(),
+                "end": ms.slot.end.isoformat(),
+                "capacity": ms.slot.capacity,
+                "resources": [list(group) for group in ms.slot.resources],
+            }
+            for ms in found
+        ],
+    }
+
+
+class AppointmentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slot_id: str | None = Field(None, description="a slot id from /slots (or give the three below)")
+    service_id: str | None = None
+    institution_id: str | None = None
+    start: datetime | None = None
+    patient_ref: str = Field(min_length=1, max_length=128)
+    patient_name: str = ""
+    hold: bool = Field(False, description="hold for the policy's minutes instead of booking")
+    referral_id: str | None = None
+    note: str = ""
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = ""
+
+
+class Reschedule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: datetime | None = None
+    slot_id: str | None = None
+
+
+def _audit_read(session: Any, caller: Any, appointment: Any) -> None:
+    audit.record(
+        session,
+        actor=caller,
+        action=AuditAction.READ,
+        entity_type="appointment",
+        entity_id=appointment.id,
+        entity_institution=appointment.institution_id,
+    )
+
+
+@router.post("/appointments", status_code=201, summary="Hold or book a service")
+def create_appointment(
+    request: Request,
+    response: Response,
+    body: AppointmentCreate,
+    session: DbSession,
+    caller: Caller,
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=128),
+) -> dict[str, Any]:
+    if body.slot_id:
+        service_id, institution_id, start = booking_service.parse_slot_id(session, body.slot_id)
+    elif body.service_id and body.institution_id and body.start:
+        service_id, institution_id = body.service_id, body.institution_id
+        start = _aware(body.start, "start")  # type: ignore[assignment]
+    else:
+        raise InvalidInput(
+            "give slot_id, or service_id, institution_id and start",
+            [FieldError("body:slot_id", "missing")],
+        )
+    appointment, created = actions.do_create_appointment(
+        session,
+        actor=caller,
+        now=_now(request),
+        service_id=service_id,
+        institution_id=institution_id,
+        start=start,
+        patient_ref=body.patient_ref,
+        patient_name=body.patient_name,
+        hold=body.hold,
+        idempotency_key=idempotency_key,
+        referral_id=body.referral_id,
+        note=body.note,
+    )
+    if not created:
+        response.status_code = 200
+    response.headers["Location"] = f"/api/v1/appointments/{appointment.id}"
+    return booking_service.to_dict(appointment)
+
+
+@router.get("/appointments", summary="Appointments the caller may see")
+def list_appointments(
+    session: DbSession,
+    caller: Caller,
+    status: AppointmentStatus | None = None,
+    service: str | None = None,
+    patient: str | None = None,
+    institution: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    rows, total = booking_service.get_all_appointments(
+        session,
+        caller,
+        status=status,
+        service_id=service,
+        patient_ref=patient,
+        institution_id=institution,
+        start=_aware(start, "start"),
+        end=_aware(end, "end"),
+        limit=limit,
+        offset=offset,
+    )
+    audit.record(
+        session,
+        actor=caller,
+        action=AuditAction.READ,
+        entity_type="appointment",
+        entity_id=None,
+        entity_institution=caller.institution_id,
+        detail=f"list: {len(rows)} of {total}" + (f", patient {patient}" if patient else ""),
+    )
+    return {
+        "items": [booking_service.to_dict(a) for a in rows],
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+@router.get("/appointments/{id}", summary="One appointment")
+def get_appointment(id: str, session: DbSession, caller: Caller) -> dict[str, Any]:
+    appointment = booking_service.access_appointment_by_id(session, caller, id)
+    _audit_read(session, caller, appointment)
+    return booking_service.to_dict(appointment)
+
+
+def _transition(action: str) -> Any:
+    def endpoint(
+        id: str, request: Request, session: DbSession, caller: Caller, body: Reason | None = None
+    ) -> dict[str, Any]:
+        appointment = actions.do_transition_appointment(
+            session,
+            actor=caller,
+            now=_now(request),
+            id=id,
+            action=action,
+            reason=body.reason if body else "",
+        )
+        return booking_service.to_dict(appointment)
+
+    return endpoint
+
+
+for _action in actions.TRANSITIONS:
+    router.post(
+        f"/appointments/{{id}}/{_action}",
+        summary=f"Appointment: {_action}",
+        name=f"appointment_{_action.replace('-', '_')}",
+    )(_transition(_action))
+
+
+@router.post("/appointments/{id}/reschedule", summary="Move an appointment to another time")
+def reschedule(
+    id: str, body: Reschedule, request: Request, session: DbSession, caller: Caller
+) -> dict[str, Any]:
+    if body.slot_id:
+        _, _, start = booking_service.parse_slot_id(session, body.slot_id)
+    elif body.start:
+        start = _aware(body.start, "start")  # type: ignore[assignment]
+    else:
+        raise InvalidInput("give start or slot_id", [FieldError("body:start", "missing")])
+    appointment = actions.do_reschedule_appointment(
+        session, actor=caller, now=_now(request), id=id, start=start
+    )
+    return booking_service.to_dict(appointment)
+
+
+class PolicyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hold_minutes: int = Field(10, ge=1, le=24 * 60)
+    overbook_lanes: int = Field(0, ge=0, le=5)
+    slot_step_minutes: int | None = Field(None, ge=5, le=24 * 60)
+    min_notice_minutes: int = Field(0, ge=0)
+
+
+@router.put("/services/{service_id}/booking-policy", summary="Set a service's booking policy")
+def put_policy(
+    service_id: str, body: PolicyBody, session: DbSession, caller: Caller
+) -> dict[str, Any]:
+    actions.do_set_booking_policy(
+        session, actor=caller, service_id=service_id, values=body.model_dump()
+    )
+    return {"service_id": service_id, **body.model_dump()}
+
+
+class QuotaBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9\-.]{0,63}$")
+    service_id: str
+    institution_id: str
+    reserved_for_kinds: list[str] = Field(default_factory=list)
+    reserved_for_institutions: list[str] = Field(default_factory=list)
+    share: float = Field(gt=0, le=1)
+    release_hours: int = Field(48, ge=0, le=24 * 60)
+
+
+@router.put("/quotas/{id}", summary="Create or replace a booking quota")
+def put_quota(id: str, body: QuotaBody, session: DbSession, caller: Caller) -> dict[str, Any]:
+    if body.id != id:
+        raise InvalidInput(
+            "the path id and body id differ", [FieldError("body:id", "must equal the path id")]
+        )
+    actions.do_set_quota(session, actor=caller, values=body.model_dump())
+    return body.model_dump()

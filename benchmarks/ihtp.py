@@ -218,9 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                 max_iterations=args.max_iterations,
             )
             report = validate(inst, load_solution(res.solution, inst))
-            if report.feasible != res.feasible or (
-                report.feasible and report.cost != res.cost
-            ):
+            if report.feasible != res.feasible or (report.feasible and report.cost != res.cost):
                 console.print(
                     f"[red]{name}: solver says {res.cost}/{res.violations}, validator says "
                     f"{report.cost}/{report.violations}[/red]"

@@ -272,20 +272,22 @@ def _bundle(
         if offset + count < total:
             links.append(link("next", offset + count))
         links.append(link("last", last))
-    return {
+    bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "searchset",
         "total": total,
         "link": links,
-        "entry": [
+    }
+    if resources:  # FHIR JSON has no empty arrays
+        bundle["entry"] = [
             {
                 "fullUrl": f"{base}/{resource_type}/{r['id']}",
                 "resource": r,
                 "search": {"mode": "match"},
             }
             for r in resources
-        ],
-    }
+        ]
+    return bundle
 
 
 @router.get("/metadata", name="fhir_metadata", summary="CapabilityStatement")

@@ -48,9 +48,10 @@ Mapping choices worth knowing:
   offered-by extension always lists every offering member; `location` lists their campuses.
 - PractitionerRole.specialty is the staff member's specialties plus their department's code.
 - Schedule: `planningHorizon` is the query window of `date` (ge/gt/le/lt/eq, dates in the
-  consortium's time zone) or today plus 28 days; `serviceType` lists the services offered at
-  the resource's institution with a requirement this resource can fill (kind, type, role,
-  minimum skill, specialty). Free time itself will be Slots, served by the booking context.
+  consortium's time zone; one bound alone gives 28 days) or today plus 28 days;
+  `serviceType` lists the services offered at the resource's institution with a requirement
+  this resource can fill (kind, type, role, minimum skill, specialty). Free time itself
+  will be Slots, served by the booking context.
 
 Search semantics: repeated parameters AND, comma-separated values OR; strings match
 case-insensitively anywhere (`:exact` for equality); tokens take `code`, `system|code`,
@@ -632,9 +633,7 @@ class _Context:
 
     def dept_names(self, session: Session) -> dict[str, str]:
         if self._dept_names is None:
-            self._dept_names = dict(
-                session.execute(select(DepartmentCode.code, DepartmentCode.name)).tuples().all()
-            )
+            self._dept_names = _pairs(session, select(DepartmentCode.code, DepartmentCode.name))
         return self._dept_names
 
 
@@ -783,7 +782,8 @@ def _parse_date(param: str, raw: str, tz: ZoneInfo) -> tuple[str, datetime, date
 def _window(
     values: Sequence[str], tz: ZoneInfo, now: datetime, param: str = "date"
 ) -> tuple[datetime, datetime]:
-    """The planning horizon the `date` values ask for (default: today plus 28 days)."""
+    """The planning horizon the `date` values ask for: 28 days from today by default, and
+    28 days long when only one bound is given."""
     start: datetime | None = None
     end: datetime | None = None
     for raw in values:
@@ -796,11 +796,10 @@ def _window(
             end = hi if end is None else min(end, hi)
         if prefix == "lt":
             end = lo if end is None else min(end, lo)
+    if start is None and end is not None:
+        start = end - timedelta(days=HORIZON_DAYS)
     if start is None:
-        today = now.astimezone(tz).date()
-        start = datetime.combine(today, time(0), tz)
-        if end is not None and end <= start:
-            start = end - timedelta(days=HORIZON_DAYS)
+        start = datetime.combine(now.astimezone(tz).date(), time(0), tz)
     if end is None:
         end = start + timedelta(days=HORIZON_DAYS)
     if end <= start or end - start > timedelta(days=MAX_HORIZON_DAYS):
@@ -997,11 +996,12 @@ def _department_codes(session: Session, department_ids: Iterable[str | None]) ->
     wanted = {d for d in department_ids if d}
     if not wanted:
         return {}
-    return dict(
-        session.execute(select(Department.id, Department.code).where(Department.id.in_(wanted)))
-        .tuples()
-        .all()
-    )
+    return _pairs(session, select(Department.id, Department.code).where(Department.id.in_(wanted)))
+
+
+def _pairs(session: Session, stmt: Any) -> dict[str, Any]:
+    """The first column of a two-column query mapped to the second."""
+    return {row[0]: row[1] for row in session.execute(stmt)}
 
 
 def _rows(session: Session, model: Any, ids: list[str]) -> list[Any]:
@@ -1094,14 +1094,11 @@ def _location_sources(_tz: ZoneInfo) -> tuple[_Source, ...]:
 
     def load_wards(session: Session, ids: list[str], _ctx: _Context) -> dict[str, Json]:
         wards = _rows(session, Ward, ids)
-        campuses = dict(
-            session.execute(
-                select(Department.id, Department.campus_id).where(
-                    Department.id.in_({w.department_id for w in wards})
-                )
-            )
-            .tuples()
-            .all()
+        campuses = _pairs(
+            session,
+            select(Department.id, Department.campus_id).where(
+                Department.id.in_({w.department_id for w in wards})
+            ),
         )
         return {w.id: location_from_ward(w, campuses.get(w.department_id)) for w in wards}
 

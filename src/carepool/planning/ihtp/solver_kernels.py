@@ -276,7 +276,7 @@ def _rnd_u64(rs: Any) -> Any:
 
 @njit(cache=True, nogil=True)
 def _rnd_int(rs: Any, n: int) -> int:
-    return np.int64(_rnd_u64(rs) >> np.uint64(33)) % n
+    return int(np.int64(_rnd_u64(rs) >> np.uint64(33)) % n)
 
 
 @njit(cache=True, nogil=True)

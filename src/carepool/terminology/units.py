@@ -1,0 +1,253 @@
+"""Units: local unit strings to UCUM, and value conversion between UCUM units (pure).
+
+UCUM parsing and conversion come from `ucumvert` (a UCUM grammar on top of `pint`); this module
+adds the lenient front door that real feeds need (`g/dl`, `x10^9/L`, `tera.l-1`, `℃`, `K/uL`) and
+mass <-> substance conversion with an analyte's molar mass. Every conversion is affine
+(`a * x + b`), so it is computed once per unit pair and cached.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+__all__ = [
+    "Conversion",
+    "UnitError",
+    "convert",
+    "conversion",
+    "normalise_unit",
+    "to_ucum",
+]
+
+
+class UnitError(ValueError):
+    """A unit that cannot be read, or two units that cannot be converted into each other."""
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """`target = scale * source + offset` (offset is non-zero only for temperatures)."""
+
+    scale: float
+    offset: float = 0.0
+
+    def __call__(self, value: float) -> float:
+        return self.scale * value + self.offset
+
+
+_lock = threading.Lock()
+_registry: Any = None
+
+
+def _ureg() -> Any:
+    """The UCUM registry, built once per process (it takes a fraction of a second)."""
+    global _registry
+    if _registry is None:
+        with _lock:
+            if _registry is None:
+                from ucumvert import PintUcumRegistry
+
+                _registry = PintUcumRegistry()
+    return _registry
+
+
+# Local spellings that are not UCUM, keyed by `_key()`; values are UCUM codes.
+# The terminology seed adds more (`seed/units.yaml`); this is the floor that conversion needs.
+_BUILTIN_SYNONYMS: dict[str, str] = {
+    "g/dl": "g/dL",
+    "mg/dl": "mg/dL",
+    "mg/l": "mg/L",
+    "g/l": "g/L",
+    "mmol/l": "mmol/L",
+    "umol/l": "umol/L",
+    "micromol/l": "umol/L",
+    "nmol/l": "nmol/L",
+    "mol/l": "mol/L",
+    "fl": "fL",
+    "pl": "pL",
+    "ml/min": "mL/min",
+    "u/l": "U/L",
+    "iu/l": "[IU]/L",
+    "iu/ml": "[IU]/mL",
+    "miu/ml": "m[IU]/mL",
+    "ku/l": "kU/L",
+    "mmhg": "mm[Hg]",
+    "cmh2o": "cm[H2O]",
+    "c": "Cel",
+    "°c": "Cel",
+    "℃": "Cel",
+    "degc": "Cel",
+    "f": "[degF]",
+    "°f": "[degF]",
+    "degf": "[degF]",
+    "bpm": "/min",
+    "beats/min": "/min",
+    "beats/minute": "/min",
+    "breaths/min": "/min",
+    "/min": "/min",
+    "%": "%",
+    "percent": "%",
+    "l/l": "L/L",
+    "ratio": "1",
+    "k/ul": "10*3/uL",
+    "k/mm3": "10*3/uL",
+    "thou/ul": "10*3/uL",
+    "m/ul": "10*6/uL",
+    "mil/ul": "10*6/uL",
+    "cells/ul": "{cells}/uL",
+    "/ul": "/uL",
+    "/mm3": "/uL",
+    "giga/l": "10*9/L",
+    "g/l(cells)": "10*9/L",
+    "giga.l-1": "10*9/L",
+    "tera.l-1": "10*12/L",
+    "tera/l": "10*12/L",
+    "gpt/l": "10*9/L",
+    "tpt/l": "10*12/L",
+    "pg/cell": "pg",
+    "kg/m2": "kg/m2",
+    "kg/m^2": "kg/m2",
+    "个/ul": "/uL",
+    "克/升": "g/L",
+    "克/分升": "g/dL",
+    "毫摩尔/升": "mmol/L",
+    "微摩尔/升": "umol/L",
+    "单位/升": "U/L",
+    "毫米汞柱": "mm[Hg]",
+    "次/分": "/min",
+    "次/分钟": "/min",
+    "千克": "kg",
+    "公斤": "kg",
+    "厘米": "cm",
+}
+
+_POWER = re.compile(r"^(?:x|\*)?\s*10\s*(?:\^|\*|\*\*|e|~)\s*(-?\d+)\s*(/.*)$", re.IGNORECASE)
+_SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
+_SUPERSCRIPT_RUN = re.compile("[⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+")
+
+
+def _plain(text: str) -> str:
+    """Superscript powers to `^n` (before NFKC would glue them to the base), then NFKC."""
+    text = _SUPERSCRIPT_RUN.sub(lambda m: "^" + m.group(0).translate(_SUPERSCRIPTS), text)
+    return unicodedata.normalize("NFKC", text)
+
+
+def _key(text: str) -> str:
+    """Fold a unit string for synonym lookup: NFKC, micro signs to `u`, no spaces, lower case."""
+    text = _plain(text)
+    text = text.replace("µ", "u").replace("μ", "u").replace("×", "x")
+    return re.sub(r"\s+", "", text).casefold()
+
+
+def normalise_unit(text: str) -> str:
+    """The synonym-table key of a unit string (exposed so maps store the same keys)."""
+    return _key(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse(code: str) -> Any:
+    """A pint quantity for a UCUM code; annotations alone (`{score}`) are dimensionless."""
+    if re.fullmatch(r"\{[^}]*\}", code):
+        code = "1"
+    try:
+        quantity = _ureg().from_ucum(code)
+        quantity.dimensionality  # noqa: B018 - forces errors from bare annotations out here
+    except Exception as exc:  # ucumvert raises lark and pint errors of many kinds
+        raise UnitError(f"{code!r} is not a UCUM unit") from exc
+    return quantity
+
+
+def is_ucum(code: str) -> bool:
+    try:
+        _parse(code)
+    except UnitError:
+        return False
+    return True
+
+
+def to_ucum(text: str | None, synonyms: dict[str, str] | None = None) -> str | None:
+    """The UCUM code for a local unit string, or None when it cannot be read.
+
+    Looks in `synonyms` (keys from `normalise_unit`) and the built-in list first, then accepts the
+    string when it already is valid UCUM, then tries `x10^9/L`-style powers of ten.
+    """
+    if text is None:
+        return None
+    raw = text.strip()
+    if not raw:
+        return None
+    key = _key(raw)
+    for table in (synonyms or {}, _BUILTIN_SYNONYMS):
+        if key in table:
+            return table[key]
+    candidate = _plain(raw).replace("µ", "u").replace("μ", "u").replace("×", "x")
+    candidate = candidate.replace(" ", "")
+    match = _POWER.match(candidate)
+    if match:
+        rest = match.group(2)
+        rest_code = _BUILTIN_SYNONYMS.get(_key(rest), rest)
+        code = f"10*{match.group(1)}{rest_code}"
+        return code if is_ucum(code) else None
+    return candidate if is_ucum(candidate) else None
+
+
+_MASS = "[mass] / [length] ** 3"
+_SUBSTANCE = "[substance] / [length] ** 3"
+
+
+def _dimension(code: str) -> str:
+    return str(_parse(code).dimensionality)
+
+
+@lru_cache(maxsize=4096)
+def conversion(source: str, target: str, molar_mass: float | None = None) -> Conversion:
+    """How to turn a value in UCUM `source` into UCUM `target`.
+
+    Mass and substance concentrations convert into each other only with `molar_mass` (g/mol).
+    Raises `UnitError` when the units are unreadable or measure different things.
+    """
+    if source == target:
+        return Conversion(1.0)
+    src = _parse(source)
+    dst = _parse(target)
+    ureg = _ureg()
+    src_dim, dst_dim = str(src.dimensionality), str(dst.dimensionality)
+    try:
+        if src_dim == dst_dim:
+            def at(x: float) -> float:
+                q = ureg.Quantity(x * float(src.magnitude), src.units)
+                return float(q.to(dst.units).magnitude) / float(dst.magnitude)
+
+            f0, f1 = at(0.0), at(1.0)
+            return Conversion(f1 - f0, f0)
+        if molar_mass and {src_dim, dst_dim} == {_MASS, _SUBSTANCE}:
+            g_per_l = ureg.gram / ureg.liter
+            mol_per_l = ureg.mole / ureg.liter
+            if src_dim == _MASS:
+                in_g = float((1.0 * src).to(g_per_l).magnitude)
+                scale = (in_g / molar_mass) / float((1.0 * dst).to(mol_per_l).magnitude)
+            else:
+                in_mol = float((1.0 * src).to(mol_per_l).magnitude)
+                scale = (in_mol * molar_mass) / float((1.0 * dst).to(g_per_l).magnitude)
+            return Conversion(scale)
+    except UnitError:
+        raise
+    except Exception as exc:  # pint's DimensionalityError and friends
+        raise UnitError(f"cannot convert {source} to {target}: {exc}") from exc
+    hint = " (needs the analyte's molar mass)" if {src_dim, dst_dim} == {_MASS, _SUBSTANCE} else ""
+    raise UnitError(f"{source} ({src_dim}) cannot be converted to {target} ({dst_dim}){hint}")
+
+
+def convert(value: float, source: str, target: str, molar_mass: float | None = None) -> float:
+    """`value` in UCUM `source` expressed in UCUM `target` (see `conversion`)."""
+    return conversion(source, target, molar_mass)(value)
+
+
+def dimension(code: str) -> str:
+    """The physical dimension of a UCUM code as text (`[mass] / [length] ** 3`)."""
+    return _dimension(code)

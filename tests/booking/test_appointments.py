@@ -36,7 +36,7 @@ def test_slots_follow_calendar_prep_and_turnover(client: TestClient, pool: Heade
     )
     assert response.status_code == 200, response.text
     items = response.json()["items"]
-    # CT opens 08:00 local; 5 min preparation, so the first service start is 08:05, then every 15 min.
+    # CT opens 08:00 local; 5 min preparation: the first start is 08:05, then every 15 min.
     assert [i["start"] for i in items] == [
         "2026-12-01T00:05:00+00:00",
         "2026-12-01T00:20:00+00:00",

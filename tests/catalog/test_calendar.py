@@ -1,4 +1,4 @@
-"""Availability computation (pure): weekly and rotating rules, night shifts, exceptions, DST-free zones."""
+"""Availability (pure): weekly and rotating rules, night shifts, exceptions, time zones."""
 
 from __future__ import annotations
 

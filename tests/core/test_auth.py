@@ -1,4 +1,4 @@
-"""Tokens and scopes: issue, authenticate, expiry, revocation, narrowing; the CLI's token command."""
+"""Tokens and scopes: issue, authenticate, expiry, revocation, narrowing; `auth token`."""
 
 from __future__ import annotations
 

@@ -451,7 +451,7 @@ def _require_manage(actor: Principal, appointment: Appointment) -> None:
 def do_transition_appointment(
     session: Session, *, actor: Principal, now: datetime, id: str, action: str, reason: str = ""
 ) -> Appointment:
-    """Move an appointment along its state machine (book a hold, arrive, fulfil, cancel, no-show)."""
+    """Move an appointment along its state machine (book a hold, arrive, fulfil, cancel...)."""
     if action not in TRANSITIONS:
         raise InvalidInput(f"unknown action {action!r}; one of {', '.join(TRANSITIONS)}")
     appointment = booking_service.access_appointment_by_id(session, actor, id)
@@ -467,7 +467,8 @@ def do_transition_appointment(
         if appointment.hold_expires_at is not None and appointment.hold_expires_at <= now:
             release_expired_holds(session, now=now)
             raise HoldExpired(
-                f"the hold on appointment {id} expired at {appointment.hold_expires_at.isoformat()}; "
+                f"the hold on appointment {id} expired at "
+                f"{appointment.hold_expires_at.isoformat()}; "
                 "search again and hold a new slot"
             )
         session.execute(

@@ -111,17 +111,17 @@ def free_time(
         return {}
     tz = catalog_service.consortium_timezone(session)
     rules: dict[str, list[calendar.Rule]] = defaultdict(list)
-    for r in session.scalars(select(CalendarRule).where(CalendarRule.resource_id.in_(ids))):
-        rules[r.resource_id].append(
+    for rule in session.scalars(select(CalendarRule).where(CalendarRule.resource_id.in_(ids))):
+        rules[rule.resource_id].append(
             calendar.Rule(
-                cycle_days=r.cycle_days,
-                anchor=r.anchor,
-                days=r.days,
-                start=r.start,
-                end=r.end,
-                label=r.label,
-                valid_from=r.valid_from,
-                valid_to=r.valid_to,
+                cycle_days=rule.cycle_days,
+                anchor=rule.anchor,
+                days=rule.days,
+                start=rule.start,
+                end=rule.end,
+                label=rule.label,
+                valid_from=rule.valid_from,
+                valid_to=rule.valid_to,
             )
         )
     exceptions: dict[str, list[calendar.Exception_]] = defaultdict(list)

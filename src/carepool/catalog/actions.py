@@ -276,8 +276,7 @@ def _parents_first(
     field_name = _SELF_REFS.get(kind)
     if field_name is None:
         return indexed, []
-    pending = {getattr(e, "id"): (i, e) for i, e in indexed}
-    done: set[str] = set()
+    pending = {str(e.model_dump(include={"id"})["id"]): (i, e) for i, e in indexed}
     out: list[tuple[int, BaseModel]] = []
     while pending:
         ready = [
@@ -295,7 +294,6 @@ def _parents_first(
             ]
         for key in sorted(ready, key=lambda k: pending[k][0]):
             out.append(pending.pop(key))
-            done.add(key)
     return out, []
 
 
@@ -370,7 +368,8 @@ def do_import_catalog(
                 errors.append(
                     FieldError(
                         where,
-                        f"{actor.username!r} may not change entries of {owner or 'the consortium'!r}",
+                        f"{actor.username!r} may not change entries of "
+                        f"{owner or 'the consortium'!r}",
                     )
                 )
                 continue

@@ -57,7 +57,8 @@ def import_(
     for kind in kinds:
         typer.echo(
             f"{kind:<20} created {summary.created.get(kind, 0):>6}  "
-            f"updated {summary.updated.get(kind, 0):>6}  unchanged {summary.unchanged.get(kind, 0):>6}"
+            f"updated {summary.updated.get(kind, 0):>6}  "
+            f"unchanged {summary.unchanged.get(kind, 0):>6}"
         )
 
 

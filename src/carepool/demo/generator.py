@@ -10,12 +10,16 @@ Rosters run for `ROSTER_WEEKS` weeks from the Monday of `start_date`; opening ho
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from importlib import resources
 from typing import Any, Final
+
+import yaml
 
 from carepool.catalog.codes import DEPARTMENT_CODES
 from carepool.demo import names
@@ -175,44 +179,92 @@ EAST_WARDS: Final = (
     WardPlan("uro", "04.04", (18, 22), "surgeon", (4, 5)),
     WardPlan("gyn", "05.01", (14, 18), "surgeon", (3, 4), gender="female"),
     WardPlan(
-        "obs", "05.02", (20, 24), "surgeon", (4, 5), bed_type="bed.maternity", gender="female",
-        nurse_ratio=0.4, specialties=("05.02", "05.01"),
+        "obs",
+        "05.02",
+        (20, 24),
+        "surgeon",
+        (4, 5),
+        bed_type="bed.maternity",
+        gender="female",
+        nurse_ratio=0.4,
+        specialties=("05.02", "05.01"),
     ),
     WardPlan(
-        "paeds", "07", (22, 28), "physician", (5, 6), bed_type="bed.paediatric", gender="mixed",
+        "paeds",
+        "07",
+        (22, 28),
+        "physician",
+        (5, 6),
+        bed_type="bed.paediatric",
+        gender="mixed",
         nurse_ratio=0.35,
     ),
     WardPlan("ophth", "10", (12, 14), "surgeon", (3, 4)),
     WardPlan(
-        "icu", "28", (10, 12), "physician", (5, 6), bed_type="bed.icu", kind="icu",
-        gender="mixed", nurse_ratio=2.0, clinic_rooms=0,
+        "icu",
+        "28",
+        (10, 12),
+        "physician",
+        (5, 6),
+        bed_type="bed.icu",
+        kind="icu",
+        gender="mixed",
+        nurse_ratio=2.0,
+        clinic_rooms=0,
     ),
     WardPlan(
-        "er", "14", (8, 10), "physician", (6, 7), bed_type="bed.observation", kind="emergency",
-        gender="mixed", nurse_ratio=0.8, clinic_rooms=2,
+        "er",
+        "14",
+        (8, 10),
+        "physician",
+        (6, 7),
+        bed_type="bed.observation",
+        kind="emergency",
+        gender="mixed",
+        nurse_ratio=0.8,
+        clinic_rooms=2,
     ),
-)  # fmt: skip
+)
 
 WEST_WARDS: Final = (
     WardPlan("med", "03", (34, 40), "physician", (5, 6), specialties=("03", "03.04", "03.07")),
     WardPlan("rehab", "20", (22, 28), "physician", (3, 4), nurse_ratio=0.25),
     WardPlan("tcm", "50", (14, 18), "physician", (3, 4), nurse_ratio=0.25),
     WardPlan(
-        "daysurg", "04", (10, 12), "surgeon", (3, 4), bed_type="bed.day", kind="day_surgery",
+        "daysurg",
+        "04",
+        (10, 12),
+        "surgeon",
+        (3, 4),
+        bed_type="bed.day",
+        kind="day_surgery",
         specialties=("04", "04.01"),
     ),
-)  # fmt: skip
+)
 
 BRANCH_THIRD_WARD: Final = (
     WardPlan(
-        "obs", "05.02", (10, 14), "surgeon", (2, 3), bed_type="bed.maternity", gender="female",
-        nurse_ratio=0.4, specialties=("05.02", "05.01"),
+        "obs",
+        "05.02",
+        (10, 14),
+        "surgeon",
+        (2, 3),
+        bed_type="bed.maternity",
+        gender="female",
+        nurse_ratio=0.4,
+        specialties=("05.02", "05.01"),
     ),
     WardPlan(
-        "paeds", "07", (10, 12), "physician", (2, 3), bed_type="bed.paediatric", gender="mixed",
+        "paeds",
+        "07",
+        (10, 12),
+        "physician",
+        (2, 3),
+        bed_type="bed.paediatric",
+        gender="mixed",
     ),
     WardPlan("rehab", "20", (12, 16), "physician", (2, 2), nurse_ratio=0.25),
-)  # fmt: skip
+)
 
 
 @dataclass
@@ -234,36 +286,13 @@ class _Member:
     town_en: str = ""
     resources: list[dict[str, Any]] = field(default_factory=list)
 
+    def by_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [r for r in self.resources if r["kind"] == kind]
+
 
 def _hhmm(value: str) -> str:
     time.fromisoformat(value)  # fail early on a typo in the tables below
     return value
-
-
-def _req(
-    kind: str,
-    type_code: str | None = None,
-    *,
-    role: str | None = None,
-    min_skill: int | None = None,
-    specialty: str | None = None,
-    count: int = 1,
-) -> dict[str, Any]:
-    out: dict[str, Any] = {"kind": kind}
-    if type_code is not None:
-        out["type_code"] = type_code
-    if role is not None:
-        out["role"] = role
-    if min_skill is not None:
-        out["min_skill"] = min_skill
-    if specialty is not None:
-        out["specialty"] = specialty
-    out["count"] = count
-    return out
-
-
-def _tech(specialty: str, skill: int = 0) -> dict[str, Any]:
-    return _req("staff", role="technician", min_skill=skill, specialty=specialty)
 
 
 class _Generator:
@@ -438,11 +467,7 @@ class _Generator:
             room_no = f"{floor}{i + 1:02d}"
             room_id = f"{ward_id}-r{room_no}"
             status = "closed" if i == closed_index else None
-            isolation = (
-                plan.code == "03.01"
-                and i == len(sizes) - 1
-                or (plan.kind == "icu" and i == len(sizes) - 1)
-            )
+            isolation = i == len(sizes) - 1 and (plan.code == "03.01" or plan.kind == "icu")
             self.resource(
                 member,
                 id=room_id,
@@ -682,9 +707,14 @@ class _Generator:
         for i in range(n):
             skill = 2 if i == 0 else self.skill((3, 5, 2))
             nid = self.staff(
-                member, dept, "nurse", skill=skill, specialties=[dept.code], female=0.95,
+                member,
+                dept,
+                "nurse",
+                skill=skill,
+                specialties=[dept.code],
+                female=0.95,
                 ward_id=ward_id,
-            )  # fmt: skip
+            )
             ids.append(nid)
             if i == 0:
                 self.weekday_shift(nid, "day")  # the head nurse
@@ -711,13 +741,23 @@ class _Generator:
             town=("城关", "Chengguan"),
         )
         east = self.campus(
-            ch, "ch-east", "East campus (main)", "东院区（本部）", "青岚县城关镇人民路88号",
-            lat + 0.0041, lon + 0.0062,
-        )  # fmt: skip
+            ch,
+            "ch-east",
+            "East campus (main)",
+            "东院区（本部）",
+            "青岚县城关镇人民路88号",
+            lat + 0.0041,
+            lon + 0.0062,
+        )
         west = self.campus(
-            ch, "ch-west", "West campus", "西院区", "青岚县城关镇解放西路216号",
-            lat - 0.0032, lon - 0.0185,
-        )  # fmt: skip
+            ch,
+            "ch-west",
+            "West campus",
+            "西院区",
+            "青岚县城关镇解放西路216号",
+            lat - 0.0032,
+            lon - 0.0185,
+        )
         self.floors[east] = [("A", f) for f in range(3, 13)] + [("B", f) for f in range(3, 12)]
         self.floors[west] = [("1", f) for f in range(2, 8)]
 
@@ -736,9 +776,15 @@ class _Generator:
         self._consultation_rooms(ch, ent, 1, saturday=True)
         path = self.department(ch, east, "ch-east", "path", "31")
         self.doctors(
-            ch, path, "physician", 2, specialties=("31",), ward_id=None, female=0.5,
+            ch,
+            path,
+            "physician",
+            2,
+            specialties=("31",),
+            ward_id=None,
+            female=0.5,
             night_duty=False,
-        )  # fmt: skip
+        )
         for _ in range(2):
             self.weekday_shift(
                 self.staff(ch, path, "technician", skill=self.skill((2, 3, 1)), specialties=["31"])
@@ -754,9 +800,17 @@ class _Generator:
             self._inpatient_department(ch, dept, plan, building, floor)
         dental = self.department(ch, west, "ch-west", "dental", "12")
         self.doctors(
-            ch, dental, "physician", 2, specialties=("12",), ward_id=None, female=0.5,
-            head_skill=2, night_duty=False, saturday_am=True,
-        )  # fmt: skip
+            ch,
+            dental,
+            "physician",
+            2,
+            specialties=("12",),
+            ward_id=None,
+            female=0.5,
+            head_skill=2,
+            night_duty=False,
+            saturday_am=True,
+        )
         self._consultation_rooms(ch, dental, 2, saturday=True)
         self._theatres(ch, west, "ch-west", general=1, hybrid=0, day=1, anaesthetists=3)
         self._small_lab(ch, west, "ch-west", chemistry=True, techs=4)
@@ -839,16 +893,26 @@ class _Generator:
             else:
                 self.rule(tid, "elective", WEEKDAYS, "08:00", "18:00")
         doctors = self.doctors(
-            member, dept, "anaesthetist", anaesthetists, specialties=("26",), ward_id=None,
-            female=0.45, head_skill=3 if member.kind == "general_hospital" else 2,
+            member,
+            dept,
+            "anaesthetist",
+            anaesthetists,
+            specialties=("26",),
+            ward_id=None,
+            female=0.45,
+            head_skill=3 if member.kind == "general_hospital" else 2,
             night_duty=False,
-        )  # fmt: skip
+        )
         self.duty_rota(doctors, "on-call", "17:30", "08:00")
         for _ in range(max(3, round(len(theatres) * 2.5))):
             nid = self.staff(
-                member, dept, "nurse", skill=self.skill((2, 5, 3)), specialties=["26"],
+                member,
+                dept,
+                "nurse",
+                skill=self.skill((2, 5, 3)),
+                specialties=["26"],
                 female=0.9,
-            )  # fmt: skip
+            )
             self.weekday_shift(nid, "theatre")
 
     def _county_lab(self, member: _Member, campus_id: str, prefix: str) -> None:
@@ -915,14 +979,22 @@ class _Generator:
         self.rule(haem, "open", WEEKDAYS, "07:30", "17:00")
         self.rule(haem, "sat-am", SATURDAY, "07:30", "11:30")
         self.device(
-            member, dept, "analyser", "analyser.haematology",
-            ("Haematology analyser", "血细胞分析仪"), key="an-haem",
-            catalogue="analyser.haematology.small",
-        )  # fmt: skip
-        self.device(
-            member, dept, "analyser", "analyser.urinalysis", ("Urine analyser", "尿液分析仪"),
+            member,
+            dept,
+            "analyser",
+            "analyser.haematology",
+            ("Haematology analyser", "血细胞分析仪"),
             key="an-haem",
-        )  # fmt: skip
+            catalogue="analyser.haematology.small",
+        )
+        self.device(
+            member,
+            dept,
+            "analyser",
+            "analyser.urinalysis",
+            ("Urine analyser", "尿液分析仪"),
+            key="an-haem",
+        )
         if chemistry:
             chem = f"{prefix}-lab-chem"
             self.resource(
@@ -937,9 +1009,14 @@ class _Generator:
             )
             self.rule(chem, "open", WEEKDAYS, "07:30", "17:00")
             self.device(
-                member, dept, "analyser", "analyser.chemistry", ("Chemistry analyser", "生化分析仪"),
-                key="an-chem", catalogue="analyser.chemistry.small",
-            )  # fmt: skip
+                member,
+                dept,
+                "analyser",
+                "analyser.chemistry",
+                ("Chemistry analyser", "生化分析仪"),
+                key="an-chem",
+                catalogue="analyser.chemistry.small",
+            )
         poct = f"{prefix}-lab-poct"
         self.resource(
             member,
@@ -983,9 +1060,13 @@ class _Generator:
                     self.rule(mid, "open", WEEKDAYS, "08:00", "17:30")
             if key == "dx":
                 mg = self.device(
-                    member, dept, "modality", "modality.MG", ("Mammography unit", "乳腺钼靶机"),
+                    member,
+                    dept,
+                    "modality",
+                    "modality.MG",
+                    ("Mammography unit", "乳腺钼靶机"),
                     key="mg",
-                )  # fmt: skip
+                )
                 self.rule(mg, "open", (1, 3), "08:00", "12:00")
             staff = [
                 self.staff(
@@ -1000,9 +1081,14 @@ class _Generator:
         endo = self.department(member, campus_id, prefix, "endoscopy", "32.09")
         for _ in range(2):
             room = self.device(
-                member, endo, "room", "room.procedure", ("Endoscopy room", "内镜检查室"), key="es-room",
+                member,
+                endo,
+                "room",
+                "room.procedure",
+                ("Endoscopy room", "内镜检查室"),
+                key="es-room",
                 capacity=1,
-            )  # fmt: skip
+            )
             self.rule(room, "am", WEEKDAYS, "08:00", "12:00")
             self.rule(room, "pm", WEEKDAYS, "14:00", "17:00")
             scope = self.device(
@@ -1012,9 +1098,13 @@ class _Generator:
             self.rule(scope, "pm", WEEKDAYS, "14:00", "17:00")
         for _ in range(3):
             nid = self.staff(
-                member, endo, "nurse", skill=self.skill((1, 3, 2)), specialties=["32.09"],
+                member,
+                endo,
+                "nurse",
+                skill=self.skill((1, 3, 2)),
+                specialties=["32.09"],
                 female=0.95,
-            )  # fmt: skip
+            )
             self.weekday_shift(nid)
 
     def _imaging(
@@ -1069,27 +1159,52 @@ class _Generator:
         self.floors[site] = [("1", f) for f in range(2, 7)]
         plans = [
             WardPlan(
-                "med", "03", (24, 30), "physician", (4, 6),
-                specialties=("03", "03.04", "03.01", "03.07"), clinic_rooms=2,
+                "med",
+                "03",
+                (24, 30),
+                "physician",
+                (4, 6),
+                specialties=("03", "03.04", "03.01", "03.07"),
+                clinic_rooms=2,
             ),
             WardPlan(
-                "surg", "04", (18, 24), "surgeon", (3, 5), specialties=("04", "04.01"),
+                "surg",
+                "04",
+                (18, 24),
+                "surgeon",
+                (3, 5),
+                specialties=("04", "04.01"),
             ),
             BRANCH_THIRD_WARD[variant % len(BRANCH_THIRD_WARD)],
             WardPlan(
-                "er", "14", (4, 6), "physician", (2, 3), bed_type="bed.observation",
-                kind="emergency", gender="mixed", nurse_ratio=1.0, clinic_rooms=1,
+                "er",
+                "14",
+                (4, 6),
+                "physician",
+                (2, 3),
+                bed_type="bed.observation",
+                kind="emergency",
+                gender="mixed",
+                nurse_ratio=1.0,
+                clinic_rooms=1,
             ),
-        ]  # fmt: skip
+        ]
         for plan in plans:
             dept = self.department(br, site, bid, plan.key, plan.code)
             building, floor = self.next_floor(site) if plan.kind != "emergency" else ("1", 1)
             self._inpatient_department(br, dept, plan, building, floor)
             if plan.key == "surg":  # one orthopaedic surgeon in the surgical team
                 self.doctors(
-                    br, dept, "surgeon", 1, specialties=("04", "04.03"), ward_id=None,
-                    female=0.2, head_skill=2, night_duty=False,
-                )  # fmt: skip
+                    br,
+                    dept,
+                    "surgeon",
+                    1,
+                    specialties=("04", "04.03"),
+                    ward_id=None,
+                    female=0.2,
+                    head_skill=2,
+                    night_duty=False,
+                )
         self._outpatient(br, site, bid, gp=(2, 3))
         self._theatres(br, site, bid, general=1, hybrid=0, day=0, anaesthetists=2)
         self._small_lab(br, site, bid, chemistry=True, techs=3)
@@ -1103,27 +1218,54 @@ class _Generator:
         dept = self.department(member, campus_id, prefix, "gp", "02")
         n = self.rng.randint(*gp)
         self.doctors(
-            member, dept, "physician", n, specialties=("02",), ward_id=None, female=0.5,
-            head_skill=2, night_duty=False, saturday_am=True,
-        )  # fmt: skip
+            member,
+            dept,
+            "physician",
+            n,
+            specialties=("02",),
+            ward_id=None,
+            female=0.5,
+            head_skill=2,
+            night_duty=False,
+            saturday_am=True,
+        )
         self._consultation_rooms(member, dept, min(n, 3), saturday=True)
         prev = self.department(member, campus_id, prefix, "prev", "01")
         self.doctors(
-            member, prev, "physician", self.rng.randint(1, 2), specialties=("01", "02"),
-            ward_id=None, female=0.6, head_skill=1, night_duty=False,
-        )  # fmt: skip
+            member,
+            prev,
+            "physician",
+            self.rng.randint(1, 2),
+            specialties=("01", "02"),
+            ward_id=None,
+            female=0.6,
+            head_skill=1,
+            night_duty=False,
+        )
         if member.kind == "branch_hospital" or self.rng.random() < 0.6:
             tcm = self.department(member, campus_id, prefix, "tcm", "50")
             self.doctors(
-                member, tcm, "physician", self.rng.randint(1, 2), specialties=("50",),
-                ward_id=None, female=0.4, head_skill=2, night_duty=False, saturday_am=True,
-            )  # fmt: skip
+                member,
+                tcm,
+                "physician",
+                self.rng.randint(1, 2),
+                specialties=("50",),
+                ward_id=None,
+                female=0.4,
+                head_skill=2,
+                night_duty=False,
+                saturday_am=True,
+            )
             self._consultation_rooms(member, tcm, 1, saturday=True)
         for _ in range(self.rng.randint(2, 3)):
             nid = self.staff(
-                member, dept, "nurse", skill=self.skill((2, 4, 2)), specialties=["02"],
+                member,
+                dept,
+                "nurse",
+                skill=self.skill((2, 4, 2)),
+                specialties=["02"],
                 female=0.95,
-            )  # fmt: skip
+            )
             self.weekday_shift(nid, "clinic", saturday_am=True)
 
     def township_centre(self, town: tuple[str, str, str], lat: float, lon: float) -> _Member:
@@ -1181,10 +1323,19 @@ class _Generator:
         dept = self.department(vc, site, vid, "gp", "02")
         n = 2 if self.rng.random() < 0.4 else 1
         self.doctors(
-            vc, dept, "physician", n, specialties=("02",), ward_id=None, female=0.3,
-            head_skill=1, skills=(2, 1), surname="李" if doctor_li else None, night_duty=False,
+            vc,
+            dept,
+            "physician",
+            n,
+            specialties=("02",),
+            ward_id=None,
+            female=0.3,
+            head_skill=1,
+            skills=(2, 1),
+            surname="李" if doctor_li else None,
+            night_duty=False,
             saturday_am=True,
-        )  # fmt: skip
+        )
         if self.rng.random() < 0.3:
             nid = self.staff(
                 vc, dept, "nurse", skill=self.skill((3, 2)), specialties=["02"], female=0.95
@@ -1273,13 +1424,25 @@ class _Generator:
                 }
             )
 
-        add("ch-east-ct2", "maintenance", self.at(2, "08:00"), self.at(2, "18:00"),
-            "X-ray tube replacement / 球管更换", "tube")  # fmt: skip
+        add(
+            "ch-east-ct2",
+            "maintenance",
+            self.at(2, "08:00"),
+            self.at(2, "18:00"),
+            "X-ray tube replacement / 球管更换",
+            "tube",
+        )
         nurse = pick(
             lambda r: r.get("role") == "nurse" and r.get("ward_id", "").startswith("ch-east-cardio")
         )
-        add(nurse["id"], "leave", self.at(3, "00:00"), self.at(10, "00:00"),
-            "annual leave / 年休假", "annual-leave")  # fmt: skip
+        add(
+            nurse["id"],
+            "leave",
+            self.at(3, "00:00"),
+            self.at(10, "00:00"),
+            "annual leave / 年休假",
+            "annual-leave",
+        )
         surgeon = pick(
             lambda r: (
                 r.get("role") == "surgeon"
@@ -1287,20 +1450,50 @@ class _Generator:
                 and "04.03" in r.get("specialties", [])
             )
         )
-        add(surgeon["id"], "leave", self.at(7, "00:00"), self.at(12, "00:00"),
-            "training course in the provincial hospital / 省级医院进修", "training")  # fmt: skip
-        add("ch-west-or2", "closure", self.at(4, "08:00"), self.at(4, "18:00"),
-            "laminar-flow maintenance / 层流净化维护", "airflow")  # fmt: skip
-        add("ch-east-mr1", "extra", self.at(5, "13:00"), self.at(5, "18:00"),
-            "extra Saturday session to cut the waiting list / 周六加班减少候检", "extra-sat")  # fmt: skip
+        add(
+            surgeon["id"],
+            "leave",
+            self.at(7, "00:00"),
+            self.at(12, "00:00"),
+            "training course in the provincial hospital / 省级医院进修",
+            "training",
+        )
+        add(
+            "ch-west-or2",
+            "closure",
+            self.at(4, "08:00"),
+            self.at(4, "18:00"),
+            "laminar-flow maintenance / 层流净化维护",
+            "airflow",
+        )
+        add(
+            "ch-east-mr1",
+            "extra",
+            self.at(5, "13:00"),
+            self.at(5, "18:00"),
+            "extra Saturday session to cut the waiting list / 周六加班减少候检",
+            "extra-sat",
+        )
         us = pick(lambda r: r.get("type_code") == "modality.US" and r["id"].startswith("br-"))
-        add(us["id"], "maintenance", self.at(1, "14:00"), self.at(1, "17:30"),
-            "probe repair / 探头维修", "probe")  # fmt: skip
+        add(
+            us["id"],
+            "maintenance",
+            self.at(1, "14:00"),
+            self.at(1, "17:30"),
+            "probe repair / 探头维修",
+            "probe",
+        )
         room = pick(
             lambda r: r.get("type_code") == "room.consultation" and r["id"].startswith("vc-")
         )
-        add(room["id"], "closure", self.at(8, "08:00"), self.at(8, "17:00"),
-            "village doctor at county training day / 乡村医生培训", "training-day")  # fmt: skip
+        add(
+            room["id"],
+            "closure",
+            self.at(8, "08:00"),
+            self.at(8, "17:00"),
+            "village doctor at county training day / 乡村医生培训",
+            "training-day",
+        )
         thc_us = pick(lambda r: r.get("type_code") == "modality.US" and r["id"].startswith("thc-"))
         thc_us["status"] = "maintenance"  # out of service until the engineer comes
 
@@ -1321,237 +1514,55 @@ def _offers(member: _Member, requirements: list[dict[str, Any]]) -> bool:
     """Whether a member holds enough matching resources for every requirement at once."""
     demand: dict[tuple[str, str | None], int] = {}
     for req in requirements:
-        if sum(_matches(r, req) for r in member.resources) < req["count"]:
+        pool = member.by_kind(req["kind"])
+        if sum(_matches(r, req) for r in pool) < req["count"]:
             return False
         key = (req["kind"], req.get("role"))
         demand[key] = demand.get(key, 0) + req["count"]
     for (kind, role), wanted in demand.items():
-        have = sum(
-            r["kind"] == kind and (role is None or r.get("role") == role) for r in member.resources
-        )
+        have = sum(role is None or r.get("role") == role for r in member.by_kind(kind))
         if have < wanted:
             return False
     return True
 
 
-# id, English, Chinese, category, department code, minutes (duration, preparation, turnover),
-# price in CNY, requirements, roles that may order, kinds of member that may order, codes.
-_SERVICES: Final[tuple[tuple[Any, ...], ...]] = (
-    # Imaging
-    ("ct-head", "CT head without contrast", "头颅CT平扫", "imaging", "32.02", (10, 5, 5), "180.00",
-     [_req("modality", "modality.CT"), _tech("32.02")], ["clinician"], ALL_KINDS, {}),
-    ("ct-chest", "CT chest without contrast", "胸部CT平扫", "imaging", "32.02", (10, 5, 5), "200.00",
-     [_req("modality", "modality.CT"), _tech("32.02")], ["clinician"], ALL_KINDS, {}),
-    ("ct-abdomen-contrast", "CT abdomen with contrast", "上腹部CT增强", "imaging", "32.02",
-     (20, 15, 10), "560.00",
-     [_req("modality", "modality.CT"), _tech("32.02", 1),
-      _req("staff", role="nurse", min_skill=1)], ["clinician"], ALL_KINDS, {}),
-    ("mr-knee", "MRI knee", "膝关节MRI平扫", "imaging", "32.03", (30, 10, 5), "480.00",
-     [_req("modality", "modality.MR"), _tech("32.03")], ["clinician"], ALL_KINDS, {}),
-    ("mr-head", "MRI head", "头颅MRI平扫", "imaging", "32.03", (25, 10, 5), "450.00",
-     [_req("modality", "modality.MR"), _tech("32.03")], ["clinician"], ALL_KINDS, {}),
-    ("mr-lumbar", "MRI lumbar spine", "腰椎MRI平扫", "imaging", "32.03", (30, 10, 5), "450.00",
-     [_req("modality", "modality.MR"), _tech("32.03")], ["clinician"], ALL_KINDS, {}),
-    ("dr-chest", "Chest X-ray (DR, PA view)", "胸部DR正位片", "imaging", "32.01", (5, 3, 2),
-     "70.00", [_req("modality", "modality.DX"), _tech("32.01")], ["clinician"], ALL_KINDS, {}),
-    ("dr-limb", "Limb or joint X-ray (DR)", "四肢关节DR", "imaging", "32.01", (5, 3, 2), "80.00",
-     [_req("modality", "modality.DX"), _tech("32.01")], ["clinician"], ALL_KINDS, {}),
-    ("mammography", "Mammography", "乳腺钼靶摄影", "imaging", "32.01", (15, 5, 5), "180.00",
-     [_req("modality", "modality.MG"), _tech("32.01", 1)], ["clinician"], ALL_KINDS, {}),
-    ("us-abdomen", "Abdominal ultrasound", "腹部彩超（肝胆胰脾）", "imaging", "32.05", (15, 5, 5),
-     "150.00", [_req("modality", "modality.US"), _tech("32.05")], ["clinician"], ALL_KINDS, {}),
-    ("us-obstetric", "Obstetric ultrasound", "产科彩超", "imaging", "32.05", (25, 5, 5), "200.00",
-     [_req("modality", "modality.US"), _tech("32.05", 1)], ["clinician"], ALL_KINDS, {}),
-    ("us-thyroid", "Thyroid ultrasound", "甲状腺彩超", "imaging", "32.05", (15, 0, 5), "100.00",
-     [_req("modality", "modality.US"), _tech("32.05")], ["clinician"], ALL_KINDS, {}),
-    ("echocardiography", "Echocardiography", "心脏彩超", "imaging", "32.05", (30, 5, 5), "220.00",
-     [_req("modality", "modality.US"), _tech("32.05", 2)], ["clinician"], ALL_KINDS, {}),
-    ("ecg", "12-lead ECG", "常规十二导联心电图", "imaging", "32.06", (10, 2, 3), "25.00",
-     [_req("modality", "modality.ECG"), _tech("32.06")], ["clinician"], ALL_KINDS, {}),
-    # Laboratory
-    ("lab-cbc", "Complete blood count", "血常规", "lab", "30", (30, 0, 0), "25.00",
-     [_req("analyser", "analyser.haematology"), _tech("30")],
-     ["clinician", "lab_coordinator"], ALL_KINDS, {"loinc": "58410-2"}),
-    ("lab-urinalysis", "Urinalysis", "尿常规", "lab", "30", (30, 0, 0), "15.00",
-     [_req("analyser", "analyser.urinalysis"), _tech("30")],
-     ["clinician", "lab_coordinator"], ALL_KINDS, {"loinc": "24356-8"}),
-    ("lab-liver", "Liver function panel", "肝功能", "lab", "30", (60, 0, 0), "80.00",
-     [_req("analyser", "analyser.chemistry"), _tech("30")],
-     ["clinician", "lab_coordinator"], ALL_KINDS, {"loinc": "24325-3"}),
-    ("lab-renal", "Renal function panel", "肾功能", "lab", "30", (60, 0, 0), "45.00",
-     [_req("analyser", "analyser.chemistry"), _tech("30")],
-     ["clinician", "lab_coordinator"], ALL_KINDS, {"loinc": "24362-6"}),
-    ("lab-lipids", "Lipid panel", "血脂四项", "lab", "30", (60, 0, 0), "40.00",
-     [_req("analyser", "analyser.chemistry"), _tech("30")],
-     ["clinician", "lab_coordinator"], ALL_KINDS, {"loinc": "57698-3"}),
-    ("lab-glucose", "Fasting plasma glucose", "空腹血糖", "lab", "30", (30, 0, 0), "8.00",
-     [_req("analyser", "analyser.chemistry"), _tech("30")],
-     ["clinician", "lab_coordinator"], ALL_KINDS, {"loinc": "2345-7"}),
-    ("lab-hba1c", "HbA1c", "糖化血红蛋白", "lab", "30", (60, 0, 0), "70.00",
-     [_req("analyser", "analyser.chemistry"), _tech("30", 1)],
-     ["clinician", "lab_coordinator"], ALL_KINDS, {"loinc": "4548-4"}),
-    ("lab-pt", "Prothrombin time (PT/INR)", "凝血酶原时间", "lab", "30", (45, 0, 0), "20.00",
-     [_req("analyser", "analyser.coagulation"), _tech("30")],
-     ["clinician", "lab_coordinator"], ALL_KINDS, {"loinc": "5902-2"}),
-    ("lab-tsh", "Thyroid-stimulating hormone", "促甲状腺激素", "lab", "30", (120, 0, 0), "60.00",
-     [_req("analyser", "analyser.immunoassay"), _tech("30", 1)],
-     ["clinician", "lab_coordinator"], ALL_KINDS, {"loinc": "3016-3"}),
-    ("lab-troponin", "Cardiac troponin I", "心肌肌钙蛋白I", "lab", "30", (60, 0, 0), "90.00",
-     [_req("analyser", "analyser.immunoassay"), _tech("30", 1)],
-     ["clinician", "lab_coordinator"], ALL_KINDS, {"loinc": "10839-9"}),
-    ("lab-blood-culture", "Blood culture", "血培养", "lab", "30", (1440, 0, 0), "120.00",
-     [_req("lab_section", "lab.microbiology"), _tech("30", 1)],
-     ["clinician", "lab_coordinator"], ALL_KINDS, {"loinc": "600-7"}),
-    # Consultations
-    ("consult-gp", "GP consultation", "全科门诊", "consultation", "02", (15, 0, 0), "10.00",
-     [_req("room", "room.consultation"), _req("staff", role="physician", specialty="02")],
-     ["clinician"], ALL_KINDS, {}),
-    ("consult-cardiology", "Cardiology consultation", "心内科专家门诊", "consultation", "03.04",
-     (15, 0, 0), "30.00",
-     [_req("room", "room.consultation"),
-      _req("staff", role="physician", min_skill=2, specialty="03.04")],
-     ["clinician"], ALL_KINDS, {}),
-    ("consult-endocrinology", "Endocrinology (diabetes) consultation", "内分泌专家门诊",
-     "consultation", "03.07", (15, 0, 0), "30.00",
-     [_req("room", "room.consultation"),
-      _req("staff", role="physician", min_skill=2, specialty="03.07")],
-     ["clinician"], ALL_KINDS, {}),
-    ("consult-orthopaedics", "Orthopaedic consultation", "骨科门诊", "consultation", "04.03",
-     (15, 0, 0), "20.00",
-     [_req("room", "room.consultation"), _req("staff", role="surgeon", specialty="04.03")],
-     ["clinician"], ALL_KINDS, {}),
-    ("consult-antenatal", "Antenatal visit", "产前检查", "consultation", "05.02", (20, 0, 0),
-     "20.00",
-     [_req("room", "room.consultation"), _req("staff", role="surgeon", specialty="05.02")],
-     ["clinician"], ALL_KINDS, {}),
-    ("consult-tcm", "TCM consultation", "中医门诊", "consultation", "50", (15, 0, 0), "20.00",
-     [_req("room", "room.consultation"), _req("staff", role="physician", specialty="50")],
-     ["clinician"], ALL_KINDS, {}),
-    ("teleconsult", "Remote specialist consultation", "远程专家会诊", "consultation", None,
-     (30, 10, 0), "50.00", [_req("staff", role="physician", min_skill=2)],
-     ["clinician"], ["township_health_centre", "village_clinic"], {}),
-    # Procedures
-    ("gastroscopy", "Gastroscopy", "胃镜检查", "procedure", "32.09", (20, 10, 15), "260.00",
-     [_req("room", "room.procedure"), _req("modality", "modality.ES"),
-      _req("staff", role="physician", min_skill=1, specialty="32.09"),
-      _req("staff", role="nurse", min_skill=1)],
-     ["clinician"], ALL_KINDS, {}),
-    ("gastroscopy-sedation", "Gastroscopy under sedation", "无痛胃镜", "procedure", "32.09",
-     (30, 15, 15), "480.00",
-     [_req("room", "room.procedure"), _req("modality", "modality.ES"),
-      _req("staff", role="physician", min_skill=1, specialty="32.09"),
-      _req("staff", role="anaesthetist"), _req("staff", role="nurse", min_skill=1)],
-     ["clinician"], ALL_KINDS, {}),
-    ("colonoscopy", "Colonoscopy", "结肠镜检查", "procedure", "32.09", (30, 10, 15), "300.00",
-     [_req("room", "room.procedure"), _req("modality", "modality.ES"),
-      _req("staff", role="physician", min_skill=1, specialty="32.09"),
-      _req("staff", role="nurse", min_skill=1)],
-     ["clinician"], ALL_KINDS, {}),
-    ("coronary-angiography", "Coronary angiography", "冠状动脉造影", "procedure", "03.04",
-     (60, 30, 30), "5800.00",
-     [_req("theatre", "theatre.hybrid"),
-      _req("staff", role="physician", min_skill=2, specialty="03.04"),
-      _req("staff", role="nurse", min_skill=1, count=2), _tech("32.01")],
-     ["clinician"], HOSPITAL_KINDS, {}),
-    # Surgery
-    ("lap-cholecystectomy", "Laparoscopic cholecystectomy", "腹腔镜胆囊切除术", "surgery", "04.01",
-     (90, 30, 30), "4500.00",
-     [_req("theatre"), _req("staff", role="surgeon", min_skill=1, specialty="04.01", count=2),
-      _req("staff", role="anaesthetist"), _req("staff", role="nurse", min_skill=1, count=2)],
-     ["clinician", "theatre_coordinator"], HOSPITAL_KINDS, {}),
-    ("appendectomy", "Appendectomy", "阑尾切除术", "surgery", "04.01", (60, 30, 30), "3200.00",
-     [_req("theatre"), _req("staff", role="surgeon", specialty="04.01", count=2),
-      _req("staff", role="anaesthetist"), _req("staff", role="nurse", count=2)],
-     ["clinician", "theatre_coordinator"], INPATIENT_KINDS, {}),
-    ("hernia-repair", "Inguinal hernia repair", "腹股沟疝修补术", "surgery", "04.01",
-     (60, 20, 30), "3000.00",
-     [_req("theatre"), _req("staff", role="surgeon", min_skill=1, specialty="04.01"),
-      _req("staff", role="anaesthetist"), _req("staff", role="nurse", count=2)],
-     ["clinician", "theatre_coordinator"], INPATIENT_KINDS, {}),
-    ("hip-replacement", "Total hip replacement", "全髋关节置换术", "surgery", "04.03",
-     (150, 45, 45), "28000.00",
-     [_req("theatre", "theatre.general"),
-      _req("staff", role="surgeon", min_skill=2, specialty="04.03"),
-      _req("staff", role="surgeon", specialty="04.03"),
-      _req("staff", role="anaesthetist", min_skill=1),
-      _req("staff", role="nurse", min_skill=1, count=2)],
-     ["clinician", "theatre_coordinator"], HOSPITAL_KINDS, {}),
-    ("knee-arthroscopy", "Knee arthroscopy", "膝关节镜手术", "surgery", "04.03", (75, 30, 30),
-     "6000.00",
-     [_req("theatre"), _req("staff", role="surgeon", min_skill=1, specialty="04.03"),
-      _req("staff", role="anaesthetist"), _req("staff", role="nurse", count=2)],
-     ["clinician", "theatre_coordinator"], HOSPITAL_KINDS, {}),
-    ("cataract-surgery", "Cataract surgery (phaco with IOL)", "白内障超声乳化+人工晶体植入术",
-     "surgery", "10", (30, 20, 15), "4000.00",
-     [_req("theatre"), _req("staff", role="surgeon", min_skill=1, specialty="10"),
-      _req("staff", role="nurse", min_skill=1)],
-     ["clinician", "theatre_coordinator"], ALL_KINDS, {}),
-    ("caesarean-section", "Caesarean section", "剖宫产术", "surgery", "05.02", (60, 20, 30),
-     "3500.00",
-     [_req("theatre", "theatre.general"),
-      _req("staff", role="surgeon", min_skill=1, specialty="05.02", count=2),
-      _req("staff", role="anaesthetist"), _req("staff", role="nurse", min_skill=1, count=2)],
-     ["clinician", "theatre_coordinator"], INPATIENT_KINDS, {}),
-    ("turp", "Transurethral resection of prostate", "经尿道前列腺电切术", "surgery", "04.04",
-     (90, 30, 30), "8000.00",
-     [_req("theatre"), _req("staff", role="surgeon", min_skill=2, specialty="04.04"),
-      _req("staff", role="anaesthetist"), _req("staff", role="nurse", count=2)],
-     ["clinician", "theatre_coordinator"], HOSPITAL_KINDS, {}),
-    ("burr-hole-drainage", "Burr-hole drainage of chronic subdural haematoma",
-     "慢性硬膜下血肿钻孔引流术", "surgery", "04.02", (60, 30, 30), "6500.00",
-     [_req("theatre", "theatre.general"),
-      _req("staff", role="surgeon", min_skill=2, specialty="04.02"),
-      _req("staff", role="anaesthetist", min_skill=1), _req("staff", role="nurse", count=2)],
-     ["clinician", "theatre_coordinator"], HOSPITAL_KINDS, {}),
-    # Admission (per day)
-    ("admit-general", "Admission to a general ward (per day)", "普通病房住院（每日）", "admission",
-     None, (1440, 0, 0), "50.00", [_req("bed", "bed.general")],
-     ["clinician", "bed_manager"], ALL_KINDS, {}),
-    ("admit-icu", "Intensive care (per day)", "重症监护（每日）", "admission", "28",
-     (1440, 0, 0), "900.00", [_req("bed", "bed.icu"), _req("staff", role="nurse", min_skill=1)],
-     ["clinician", "bed_manager"], INPATIENT_KINDS, {}),
-    ("admit-maternity", "Maternity admission (per day)", "产科住院（每日）", "admission", "05.02",
-     (1440, 0, 0), "60.00", [_req("bed", "bed.maternity")],
-     ["clinician", "bed_manager"], ALL_KINDS, {}),
-    ("admit-paediatric", "Paediatric admission (per day)", "儿科住院（每日）", "admission", "07",
-     (1440, 0, 0), "50.00", [_req("bed", "bed.paediatric")],
-     ["clinician", "bed_manager"], ALL_KINDS, {}),
-    ("day-surgery-bed", "Day-surgery bed", "日间手术病床", "admission", "04", (720, 0, 60),
-     "80.00", [_req("bed", "bed.day")], ["clinician", "bed_manager"], INPATIENT_KINDS, {}),
-    ("observation-bed", "Emergency observation (per day)", "急诊留观（每日）", "admission", "14",
-     (1440, 0, 0), "40.00", [_req("bed", "bed.observation")],
-     ["clinician", "bed_manager"], ALL_KINDS, {}),
-)  # fmt: skip
-
-
 def services(members: Iterable[_Member]) -> list[dict[str, Any]]:
-    """The service catalogue, each offered by the members that hold what it needs."""
+    """The service catalogue of `services.yaml`, each offered by the members that can."""
     members = list(members)
+    kinds = {"all": ALL_KINDS, "hospitals": HOSPITAL_KINDS, "inpatient": INPATIENT_KINDS}
     out = []
-    for sid, en, zh, category, dept, (
-        dur,
-        prep,
-        turn,
-    ), price, reqs, roles, kinds, codes in _SERVICES:
-        entry: dict[str, Any] = {
-            "id": sid,
-            "name": en,
-            "name_zh": zh,
-            "category": category,
-            "department_code": dept,
-            "codes": dict(codes),
-            "duration_min": dur,
-            "preparation_min": prep,
-            "turnover_min": turn,
-            "price": price,
-            "currency": "CNY",
-            "requirements": [dict(r) for r in reqs],
-            "offered_by": sorted(m.id for m in members if _offers(m, reqs)),
-            "orderable_by_roles": list(roles),
-            "orderable_by_kinds": list(kinds),
-        }
-        out.append(entry)
+    for spec in _service_specs():
+        duration, preparation, turnover = spec["minutes"]
+        requirements = [{**r, "count": r.get("count", 1)} for r in spec["requirements"]]
+        orderable = spec["orderable_by_kinds"]
+        out.append(
+            {
+                "id": spec["id"],
+                "name": spec["name"],
+                "name_zh": spec["name_zh"],
+                "category": spec["category"],
+                "department_code": spec.get("department_code"),
+                "codes": dict(spec.get("codes", {})),
+                "duration_min": duration,
+                "preparation_min": preparation,
+                "turnover_min": turnover,
+                "price": spec["price"],
+                "currency": "CNY",
+                "requirements": requirements,
+                "offered_by": sorted(m.id for m in members if _offers(m, requirements)),
+                "orderable_by_roles": list(spec["orderable_by_roles"]),
+                "orderable_by_kinds": list(
+                    kinds[orderable] if isinstance(orderable, str) else orderable
+                ),
+            }
+        )
     return out
+
+
+@functools.cache
+def _service_specs() -> tuple[dict[str, Any], ...]:
+    text = resources.files("carepool.demo").joinpath("services.yaml").read_text(encoding="utf-8")
+    return tuple(yaml.safe_load(text))
 
 
 def lead_clinic(doc: dict[str, Any]) -> str:

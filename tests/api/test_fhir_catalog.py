@@ -36,54 +36,147 @@ def catalogue() -> dict[str, Any]:
     without a room, a lab section on a campus, a surgeon, and services with several offerers."""
     doc = small_catalog()
     doc["departments"].append(
-        {"id": "hosp-surg", "institution_id": "hosp", "campus_id": "hosp-main", "code": "04.01",
-         "local_name": "", "local_name_zh": "普外科"}
+        {
+            "id": "hosp-surg",
+            "institution_id": "hosp",
+            "campus_id": "hosp-main",
+            "code": "04.01",
+            "local_name": "",
+            "local_name_zh": "普外科",
+        }
     )
     doc["wards"].append(
-        {"id": "hosp-ts", "institution_id": "hosp", "department_id": "hosp-surg",
-         "kind": "theatre_suite", "name": "Theatre suite", "name_zh": "手术部", "building": "B"}
+        {
+            "id": "hosp-ts",
+            "institution_id": "hosp",
+            "department_id": "hosp-surg",
+            "kind": "theatre_suite",
+            "name": "Theatre suite",
+            "name_zh": "手术部",
+            "building": "B",
+        }
     )
     doc["resources"] += [
-        {"id": "hosp-or1", "kind": "theatre", "type_code": "theatre.general", "name": "OR 1",
-         "name_zh": "一号手术间", "institution_id": "hosp", "campus_id": "hosp-main",
-         "department_id": "hosp-surg", "ward_id": "hosp-ts"},
-        {"id": "hosp-b502-1", "kind": "bed", "type_code": "bed.general", "name": "Bed 502-1",
-         "institution_id": "hosp", "campus_id": "hosp-main", "department_id": "hosp-cardio",
-         "ward_id": "hosp-cardio-w1", "gender_policy": "mixed", "status": "maintenance"},
-        {"id": "hosp-lab-chem", "kind": "lab_section", "type_code": "lab.chemistry",
-         "name": "Chemistry", "institution_id": "hosp", "campus_id": "hosp-main"},
-        {"id": "hosp-an1", "kind": "analyser", "type_code": "analyser.chemistry",
-         "name": "Chemistry analyser", "institution_id": "hosp", "campus_id": "hosp-main",
-         "status": "closed", "manufacturer": "Mindray", "model": "BS-2000M"},
-        {"id": "hosp-surgeon1", "kind": "staff", "type_code": "staff.surgeon", "name": "Zhao Lei",
-         "name_zh": "赵雷", "institution_id": "hosp", "department_id": "hosp-surg",
-         "ward_id": "hosp-ts", "role": "surgeon", "skill_level": 3, "specialties": ["04.01"],
-         "license_no": "L-123"},
-        {"id": "clinic-gp1", "kind": "staff", "type_code": "staff.physician", "name": "Sun Mei",
-         "institution_id": "clinic", "department_id": "clinic-gp", "role": "physician",
-         "skill_level": 1, "status": "closed"},
+        {
+            "id": "hosp-or1",
+            "kind": "theatre",
+            "type_code": "theatre.general",
+            "name": "OR 1",
+            "name_zh": "一号手术间",
+            "institution_id": "hosp",
+            "campus_id": "hosp-main",
+            "department_id": "hosp-surg",
+            "ward_id": "hosp-ts",
+        },
+        {
+            "id": "hosp-b502-1",
+            "kind": "bed",
+            "type_code": "bed.general",
+            "name": "Bed 502-1",
+            "institution_id": "hosp",
+            "campus_id": "hosp-main",
+            "department_id": "hosp-cardio",
+            "ward_id": "hosp-cardio-w1",
+            "gender_policy": "mixed",
+            "status": "maintenance",
+        },
+        {
+            "id": "hosp-lab-chem",
+            "kind": "lab_section",
+            "type_code": "lab.chemistry",
+            "name": "Chemistry",
+            "institution_id": "hosp",
+            "campus_id": "hosp-main",
+        },
+        {
+            "id": "hosp-an1",
+            "kind": "analyser",
+            "type_code": "analyser.chemistry",
+            "name": "Chemistry analyser",
+            "institution_id": "hosp",
+            "campus_id": "hosp-main",
+            "status": "closed",
+            "manufacturer": "Mindray",
+            "model": "BS-2000M",
+        },
+        {
+            "id": "hosp-surgeon1",
+            "kind": "staff",
+            "type_code": "staff.surgeon",
+            "name": "Zhao Lei",
+            "name_zh": "赵雷",
+            "institution_id": "hosp",
+            "department_id": "hosp-surg",
+            "ward_id": "hosp-ts",
+            "role": "surgeon",
+            "skill_level": 3,
+            "specialties": ["04.01"],
+            "license_no": "L-123",
+        },
+        {
+            "id": "clinic-gp1",
+            "kind": "staff",
+            "type_code": "staff.physician",
+            "name": "Sun Mei",
+            "institution_id": "clinic",
+            "department_id": "clinic-gp",
+            "role": "physician",
+            "skill_level": 1,
+            "status": "closed",
+        },
     ]
     doc["calendar_rules"] += [
-        {"id": "hosp-or1-2030", "resource_id": "hosp-or1", "days": [0, 1, 2, 3, 4],
-         "start": "08:00", "end": "18:00", "valid_from": "2030-01-01"},
-        {"id": "hosp-surgeon1-days", "resource_id": "hosp-surgeon1", "days": [1, 3],
-         "start": "08:00", "end": "16:00"},
-        {"id": "clinic-gp1-days", "resource_id": "clinic-gp1", "days": [0, 2, 4],
-         "start": "08:30", "end": "11:30"},
+        {
+            "id": "hosp-or1-2030",
+            "resource_id": "hosp-or1",
+            "days": [0, 1, 2, 3, 4],
+            "start": "08:00",
+            "end": "18:00",
+            "valid_from": "2030-01-01",
+        },
+        {
+            "id": "hosp-surgeon1-days",
+            "resource_id": "hosp-surgeon1",
+            "days": [1, 3],
+            "start": "08:00",
+            "end": "16:00",
+        },
+        {
+            "id": "clinic-gp1-days",
+            "resource_id": "clinic-gp1",
+            "days": [0, 2, 4],
+            "start": "08:30",
+            "end": "11:30",
+        },
     ]
     doc["services"] += [
-        {"id": "appendectomy", "name": "Laparoscopic appendectomy", "name_zh": "腹腔镜阑尾切除术",
-         "category": "surgery", "department_code": "04.01", "duration_min": 90, "price": "4200.00",
-         "requirements": [
-             {"kind": "theatre", "count": 1},
-             {"kind": "staff", "role": "surgeon", "min_skill": 2, "specialty": "04.01"},
-             {"kind": "staff", "role": "nurse"},
-         ],
-         "offered_by": ["hosp"], "codes": {"loinc": "12345-6"}},
-        {"id": "consult-gp", "name": "General practice consultation", "category": "consultation",
-         "department_code": "02", "duration_min": 10, "price": "10.00",
-         "requirements": [{"kind": "staff", "role": "physician"}],
-         "offered_by": ["hosp", "clinic"], "orderable_by_kinds": ["village_clinic"]},
+        {
+            "id": "appendectomy",
+            "name": "Laparoscopic appendectomy",
+            "name_zh": "腹腔镜阑尾切除术",
+            "category": "surgery",
+            "department_code": "04.01",
+            "duration_min": 90,
+            "price": "4200.00",
+            "requirements": [
+                {"kind": "theatre", "count": 1},
+                {"kind": "staff", "role": "surgeon", "min_skill": 2, "specialty": "04.01"},
+                {"kind": "staff", "role": "nurse"},
+            ],
+            "offered_by": ["hosp"],
+            "codes": {"loinc": "12345-6"},
+        },
+        {
+            "id": "consult-gp",
+            "name": "General practice consultation",
+            "category": "consultation",
+            "department_code": "02",
+            "duration_min": 10,
+            "price": "10.00",
+            "requirements": [{"kind": "staff", "role": "physician"}],
+            "offered_by": ["hosp", "clinic"],
+            "orderable_by_kinds": ["village_clinic"],
+        },
     ]
     return doc
 
@@ -116,7 +209,9 @@ def search(client, headers, query: str) -> dict[str, Any]:
     assert body["type"] == "searchset"
     for entry in body.get("entry", []):
         model_of(entry["resource"]["resourceType"]).model_validate(entry["resource"])
-        assert entry["fullUrl"].endswith(f"/{entry['resource']['resourceType']}/{entry['resource']['id']}")
+        assert entry["fullUrl"].endswith(
+            f"/{entry['resource']['resourceType']}/{entry['resource']['id']}"
+        )
     return body
 
 
@@ -194,13 +289,18 @@ def test_institution_and_department_organizations(client, headers) -> None:
     assert "partOf" not in hosp
     assert hosp["alias"] == ["县人民医院"]
     geo = hosp["address"][0]["extension"][0]
-    assert {e["url"]: e["valueDecimal"] for e in geo["extension"]} == {"latitude": 30.1, "longitude": 120.2}
+    assert {e["url"]: e["valueDecimal"] for e in geo["extension"]} == {
+        "latitude": 30.1,
+        "longitude": 120.2,
+    }
     clinic = client.get("/fhir/Organization/clinic", headers=headers).json()
     assert clinic["partOf"]["reference"] == "Organization/hosp"
     surgery = client.get("/fhir/Organization/hosp-surg", headers=headers).json()
     assert surgery["partOf"]["reference"] == "Organization/hosp"
     assert codes(surgery["type"], "urn:carepool:department-code") == {"04.01"}
-    assert codes(surgery["type"], "http://terminology.hl7.org/CodeSystem/organization-type") == {"dept"}
+    assert codes(surgery["type"], "http://terminology.hl7.org/CodeSystem/organization-type") == {
+        "dept"
+    }
     assert surgery["name"] == "General surgery"  # no local name: the standard name
 
 
@@ -209,21 +309,42 @@ def test_organization_searches(client, headers, doc) -> None:
     assert ids(search(client, headers, "Organization?partof=hosp")) == below_hosp
     assert ids(search(client, headers, "Organization?partof=Organization/hosp")) == below_hosp
     assert ids(search(client, headers, "Organization?partof=Location/hosp")) == set()
-    assert ids(search(client, headers, "Organization?type=dept")) == {d["id"] for d in doc["departments"]}
+    assert ids(search(client, headers, "Organization?type=dept")) == {
+        d["id"] for d in doc["departments"]
+    }
     assert ids(search(client, headers, "Organization?type=prov")) == {"hosp", "clinic"}
-    assert ids(search(client, headers, "Organization?type=urn:carepool:institution-kind|village_clinic")) == {"clinic"}
-    assert ids(search(client, headers, "Organization?type=urn:carepool:institution-grade|village_clinic")) == set()
+    assert ids(
+        search(client, headers, "Organization?type=urn:carepool:institution-kind|village_clinic")
+    ) == {"clinic"}
+    assert (
+        ids(
+            search(
+                client, headers, "Organization?type=urn:carepool:institution-grade|village_clinic"
+            )
+        )
+        == set()
+    )
     assert ids(search(client, headers, "Organization?type=no-such-kind")) == set()
-    assert ids(search(client, headers, "Organization?type=urn:carepool:department-code|03.04")) == {"hosp-cardio"}
+    assert ids(search(client, headers, "Organization?type=urn:carepool:department-code|03.04")) == {
+        "hosp-cardio"
+    }
     # by name: local names, Chinese names, and the standard name of unnamed departments
     assert ids(search(client, headers, "Organization?name=CARDIO")) == {"hosp-cardio"}
     assert ids(search(client, headers, "Organization?name=心内")) == {"hosp-cardio"}
     assert ids(search(client, headers, "Organization?name=general surgery")) == {"hosp-surg"}
     assert ids(search(client, headers, "Organization?name:exact=Cardio")) == {"hosp-cardio"}
     assert ids(search(client, headers, "Organization?name:exact=cardio")) == set()
-    assert ids(search(client, headers, "Organization?identifier=urn:carepool:id:institution|hosp")) == {"hosp"}
-    assert ids(search(client, headers, "Organization?identifier=urn:carepool:id:department|hosp")) == set()
-    assert ids(search(client, headers, "Organization?_id=hosp,clinic-gp,nope")) == {"hosp", "clinic-gp"}
+    assert ids(
+        search(client, headers, "Organization?identifier=urn:carepool:id:institution|hosp")
+    ) == {"hosp"}
+    assert (
+        ids(search(client, headers, "Organization?identifier=urn:carepool:id:department|hosp"))
+        == set()
+    )
+    assert ids(search(client, headers, "Organization?_id=hosp,clinic-gp,nope")) == {
+        "hosp",
+        "clinic-gp",
+    }
 
 
 # --- Location ----------------------------------------------------------------------------
@@ -265,23 +386,41 @@ def test_location_physical_type_filter(client, headers, doc, physical: str) -> N
 
 
 def test_location_searches_by_part_of_organization_type_and_status(client, headers, doc) -> None:
-    assert ids(search(client, headers, "Location?partof=hosp-r501")) == {"hosp-b501-1", "hosp-b501-2"}
-    assert ids(search(client, headers, "Location?partof=hosp-cardio-w1")) == {"hosp-r501", "hosp-b502-1"}
+    assert ids(search(client, headers, "Location?partof=hosp-r501")) == {
+        "hosp-b501-1",
+        "hosp-b501-2",
+    }
+    assert ids(search(client, headers, "Location?partof=hosp-cardio-w1")) == {
+        "hosp-r501",
+        "hosp-b502-1",
+    }
     assert ids(search(client, headers, "Location?partof=Location/hosp-main")) == {
-        "hosp-cardio-w1", "hosp-ts", "hosp-lab-chem"
+        "hosp-cardio-w1",
+        "hosp-ts",
+        "hosp-lab-chem",
     }
     # organization: the managing department, or the institution for everything in it
-    assert ids(search(client, headers, "Location?organization=hosp-surg")) == {"hosp-ts", "hosp-or1"}
+    assert ids(search(client, headers, "Location?organization=hosp-surg")) == {
+        "hosp-ts",
+        "hosp-or1",
+    }
     hosp_locations = expected_ids(doc, "Location") - {"clinic-site"}
     assert ids(search(client, headers, "Location?organization=hosp")) == hosp_locations
     # type: resource type codes, ward kinds, v3 codes
     assert ids(search(client, headers, "Location?type=theatre.general")) == {"hosp-or1"}
-    assert ids(search(client, headers, "Location?type=urn:carepool:ward-kind|theatre_suite")) == {"hosp-ts"}
-    assert ids(search(client, headers, "Location?type=http://terminology.hl7.org/CodeSystem/v3-RoleCode|HU")) == {
-        "hosp-cardio-w1"
+    assert ids(search(client, headers, "Location?type=urn:carepool:ward-kind|theatre_suite")) == {
+        "hosp-ts"
     }
+    assert ids(
+        search(
+            client, headers, "Location?type=http://terminology.hl7.org/CodeSystem/v3-RoleCode|HU"
+        )
+    ) == {"hosp-cardio-w1"}
     # beds: operational status from the catalogue status; Location.status alongside
-    assert ids(search(client, headers, "Location?operational-status=U")) == {"hosp-b501-1", "hosp-b501-2"}
+    assert ids(search(client, headers, "Location?operational-status=U")) == {
+        "hosp-b501-1",
+        "hosp-b501-2",
+    }
     assert ids(search(client, headers, "Location?operational-status=C")) == {"hosp-b502-1"}
     maintenance = client.get("/fhir/Location/hosp-b502-1", headers=headers).json()
     assert maintenance["status"] == "suspended" and maintenance["operationalStatus"]["code"] == "C"
@@ -314,9 +453,14 @@ def test_devices(client, headers) -> None:
     assert ct["status"] == "active" and ct["manufacturer"] == "United Imaging"
     assert ct["owner"]["reference"] == "Organization/hosp-ct"
     analyser = client.get("/fhir/Device/hosp-an1", headers=headers).json()
-    assert analyser["status"] == "inactive" and analyser["location"]["reference"] == "Location/hosp-main"
+    assert (
+        analyser["status"] == "inactive"
+        and analyser["location"]["reference"] == "Location/hosp-main"
+    )
     assert ids(search(client, headers, "Device?status=inactive")) == {"hosp-an1"}
-    assert ids(search(client, headers, "Device?type=http://dicom.nema.org/resources/ontology/DCM|CT")) == {"hosp-ct1"}
+    assert ids(
+        search(client, headers, "Device?type=http://dicom.nema.org/resources/ontology/DCM|CT")
+    ) == {"hosp-ct1"}
     assert ids(search(client, headers, "Device?type=analyser.chemistry")) == {"hosp-an1"}
     assert ids(search(client, headers, "Device?device-name=ct一号")) == {"hosp-ct1"}
     assert ids(search(client, headers, "Device?device-name:exact=ct一号机")) == set()
@@ -329,25 +473,39 @@ def test_practitioner_roles(client, headers) -> None:
     assert surgeon["practitioner"]["display"] == "Zhao Lei"
     assert surgeon["organization"]["reference"] == "Organization/hosp"
     assert codes(surgeon["code"], "urn:carepool:staff-role") == {"surgeon"}
-    assert codes(surgeon["code"], "http://terminology.hl7.org/CodeSystem/practitioner-role") == {"doctor"}
+    assert codes(surgeon["code"], "http://terminology.hl7.org/CodeSystem/practitioner-role") == {
+        "doctor"
+    }
     assert codes(surgeon["specialty"]) == {"04.01"}
     skill = [e for e in surgeon["extension"] if e["url"].endswith("skill-level")]
     assert skill == [{"url": "urn:carepool:extension:skill-level", "valueInteger": 3}]
     assert {"system": STAFF_LICENCE, "value": "L-123"} in surgeon["identifier"]
     # specialty: own specialties and the department's code
     assert ids(search(client, headers, "PractitionerRole?specialty=04.01")) == {"hosp-surgeon1"}
-    assert ids(search(client, headers, "PractitionerRole?specialty=urn:carepool:department-code|32.02")) == {
-        "hosp-tech1"
-    }
+    assert ids(
+        search(client, headers, "PractitionerRole?specialty=urn:carepool:department-code|32.02")
+    ) == {"hosp-tech1"}
     assert ids(search(client, headers, "PractitionerRole?specialty=02")) == {"clinic-gp1"}
-    assert ids(search(client, headers, "PractitionerRole?role=doctor")) == {"hosp-surgeon1", "clinic-gp1"}
-    assert ids(search(client, headers, "PractitionerRole?role=http://terminology.hl7.org/CodeSystem/practitioner-role|nurse")) == {
-        "hosp-nurse1"
+    assert ids(search(client, headers, "PractitionerRole?role=doctor")) == {
+        "hosp-surgeon1",
+        "clinic-gp1",
     }
-    assert ids(search(client, headers, "PractitionerRole?role=urn:carepool:staff-role|doctor")) == set()
+    assert ids(
+        search(
+            client,
+            headers,
+            "PractitionerRole?role=http://terminology.hl7.org/CodeSystem/practitioner-role|nurse",
+        )
+    ) == {"hosp-nurse1"}
+    assert (
+        ids(search(client, headers, "PractitionerRole?role=urn:carepool:staff-role|doctor"))
+        == set()
+    )
     assert ids(search(client, headers, "PractitionerRole?organization=clinic")) == {"clinic-gp1"}
     assert ids(search(client, headers, "PractitionerRole?active=false")) == {"clinic-gp1"}
-    assert ids(search(client, headers, f"PractitionerRole?identifier={STAFF_LICENCE}|L-123")) == {"hosp-surgeon1"}
+    assert ids(search(client, headers, f"PractitionerRole?identifier={STAFF_LICENCE}|L-123")) == {
+        "hosp-surgeon1"
+    }
     assert ids(search(client, headers, "PractitionerRole?name=赵")) == {"hosp-surgeon1"}
 
 
@@ -360,9 +518,14 @@ def test_healthcare_services(client, headers) -> None:
     assert price == [{"value": 180.0, "currency": "CNY"}]
     gp = client.get("/fhir/HealthcareService/consult-gp", headers=headers).json()
     assert "providedBy" not in gp  # two members offer it: both in the extension
-    offered = {e["valueReference"]["reference"] for e in gp["extension"] if e["url"].endswith("offered-by")}
+    offered = {
+        e["valueReference"]["reference"] for e in gp["extension"] if e["url"].endswith("offered-by")
+    }
     assert offered == {"Organization/hosp", "Organization/clinic"}
-    assert {loc["reference"] for loc in gp["location"]} == {"Location/hosp-main", "Location/clinic-site"}
+    assert {loc["reference"] for loc in gp["location"]} == {
+        "Location/hosp-main",
+        "Location/clinic-site",
+    }
     surgery = client.get("/fhir/HealthcareService/appendectomy", headers=headers).json()
     assert codes(surgery["type"], "http://loinc.org") == {"12345-6"}
     assert surgery["_name"]["extension"][0]["extension"][1]["valueString"] == "腹腔镜阑尾切除术"
@@ -370,9 +533,13 @@ def test_healthcare_services(client, headers) -> None:
     assert ids(search(client, headers, "HealthcareService?organization=clinic")) == {"consult-gp"}
     assert ids(search(client, headers, "HealthcareService?location=clinic-site")) == {"consult-gp"}
     assert ids(search(client, headers, "HealthcareService?organization=hosp")) == {
-        "ct-head", "appendectomy", "consult-gp"
+        "ct-head",
+        "appendectomy",
+        "consult-gp",
     }
-    assert ids(search(client, headers, "HealthcareService?service-category=surgery")) == {"appendectomy"}
+    assert ids(search(client, headers, "HealthcareService?service-category=surgery")) == {
+        "appendectomy"
+    }
     assert ids(search(client, headers, "HealthcareService?service-category=nonsense")) == set()
     assert ids(search(client, headers, "HealthcareService?specialty=04.01")) == {"appendectomy"}
     assert ids(search(client, headers, "HealthcareService?name=阑尾")) == {"appendectomy"}
@@ -390,7 +557,10 @@ def test_schedules_name_their_actor_and_the_services_they_can_serve(client, head
     assert by_id["hosp-nurse1"]["actor"][0]["reference"] == "PractitionerRole/hosp-nurse1"
     # every actor can be read
     for schedule in by_id.values():
-        assert client.get(f"/fhir/{schedule['actor'][0]['reference']}", headers=headers).status_code == 200
+        assert (
+            client.get(f"/fhir/{schedule['actor'][0]['reference']}", headers=headers).status_code
+            == 200
+        )
     assert codes(by_id["hosp-ct1"].get("serviceType", [])) == {"ct-head"}
     assert codes(by_id["hosp-or1"].get("serviceType", [])) == {"appendectomy"}
     assert codes(by_id["hosp-surgeon1"].get("serviceType", [])) == {"appendectomy"}
@@ -400,22 +570,33 @@ def test_schedules_name_their_actor_and_the_services_they_can_serve(client, head
     assert "Mon,Wed,Fri 08:30-11:30" in by_id["clinic-gp1"]["comment"]
     # the search agrees with the mapping
     assert ids(search(client, headers, "Schedule?service-type=appendectomy")) == {
-        "hosp-or1", "hosp-surgeon1", "hosp-nurse1"
+        "hosp-or1",
+        "hosp-surgeon1",
+        "hosp-nurse1",
     }
-    assert ids(search(client, headers, "Schedule?service-type=urn:carepool:service|consult-gp")) == {"clinic-gp1"}
+    assert ids(
+        search(client, headers, "Schedule?service-type=urn:carepool:service|consult-gp")
+    ) == {"clinic-gp1"}
 
 
 def test_schedule_skill_and_specialty_decide_who_can_serve(client, tokens, doc) -> None:
     doc["resources"][-2]["skill_level"] = 1  # the surgeon is below the appendectomy's minimum
-    assert client.post("/api/v1/catalog/import", json=doc, headers=tokens.admin()).status_code == 200
+    assert (
+        client.post("/api/v1/catalog/import", json=doc, headers=tokens.admin()).status_code == 200
+    )
     headers = tokens.headers("viewer", "hosp")
-    assert ids(search(client, headers, "Schedule?service-type=appendectomy")) == {"hosp-or1", "hosp-nurse1"}
+    assert ids(search(client, headers, "Schedule?service-type=appendectomy")) == {
+        "hosp-or1",
+        "hosp-nurse1",
+    }
     surgeon = client.get("/fhir/Schedule/hosp-surgeon1", headers=headers).json()
     assert "serviceType" not in surgeon
 
 
 def test_schedule_searches_by_actor_active_and_specialty(client, headers) -> None:
-    assert ids(search(client, headers, "Schedule?actor=PractitionerRole/hosp-nurse1")) == {"hosp-nurse1"}
+    assert ids(search(client, headers, "Schedule?actor=PractitionerRole/hosp-nurse1")) == {
+        "hosp-nurse1"
+    }
     assert ids(search(client, headers, "Schedule?actor=Location/hosp-nurse1")) == set()
     assert ids(search(client, headers, "Schedule?actor=hosp-ct1")) == {"hosp-ct1"}
     assert ids(search(client, headers, "Schedule?active=false")) == {"clinic-gp1"}
@@ -432,11 +613,17 @@ def test_schedule_planning_horizon_defaults_to_28_days_or_follows_date(client, h
 
     window = search(client, headers, "Schedule?date=ge2031-03-02&date=lt2031-03-09")
     horizon = window["entry"][0]["resource"]["planningHorizon"]
-    assert datetime.fromisoformat(horizon["start"]) == datetime.fromisoformat("2031-03-02T00:00:00+08:00")
-    assert datetime.fromisoformat(horizon["end"]) == datetime.fromisoformat("2031-03-09T00:00:00+08:00")
+    assert datetime.fromisoformat(horizon["start"]) == datetime.fromisoformat(
+        "2031-03-02T00:00:00+08:00"
+    )
+    assert datetime.fromisoformat(horizon["end"]) == datetime.fromisoformat(
+        "2031-03-09T00:00:00+08:00"
+    )
     # the theatre's hours start in 2030: not in a 2029 window, in a 2031 one
     assert "hosp-or1" in ids(window)
-    assert "hosp-or1" not in ids(search(client, headers, "Schedule?date=ge2029-01-01&date=lt2029-02-01"))
+    assert "hosp-or1" not in ids(
+        search(client, headers, "Schedule?date=ge2029-01-01&date=lt2029-02-01")
+    )
     assert "hosp-or1" not in ids(search(client, headers, "Schedule?date=lt2030-01-01"))
     assert "hosp-or1" in ids(search(client, headers, "Schedule?date=le2030-01-01"))
     bad = outcome(client.get("/fhir/Schedule?date=tomorrow", headers=headers), 400)
@@ -457,7 +644,9 @@ def _relative(url: str) -> str:
     return f"{parts.path}?{parts.query}"
 
 
-@pytest.mark.parametrize("resource_type,filters", [("Location", ""), ("Organization", "&type=dept,prov")])
+@pytest.mark.parametrize(
+    "resource_type,filters", [("Location", ""), ("Organization", "&type=dept,prov")]
+)
 def test_paging_with_next_links_reaches_every_match_once(
     client, headers, resource_type: str, filters: str
 ) -> None:
@@ -533,17 +722,25 @@ def test_without_token_401_and_without_catalog_scope_403(
     body = outcome(client.get(path), 401)
     assert body["issue"][0]["code"] == "login"
     with sessions() as session, session.begin():
-        auth.create_user(session, username="no-catalog", display_name="n", role=auth.Role.CLINICIAN,
-                         institution_id="hosp")
-        token = auth.issue_token(session, username="no-catalog", ttl=timedelta(hours=1),
-                                 scopes=["user/Booking.read"])
+        auth.create_user(
+            session,
+            username="no-catalog",
+            display_name="n",
+            role=auth.Role.CLINICIAN,
+            institution_id="hosp",
+        )
+        token = auth.issue_token(
+            session, username="no-catalog", ttl=timedelta(hours=1), scopes=["user/Booking.read"]
+        )
     body = outcome(client.get(path, headers={"Authorization": f"Bearer {token}"}), 403)
     assert "user/Catalog.read" in body["issue"][0]["diagnostics"]
 
 
 def test_format_and_pretty_are_honoured_harmlessly(client, headers) -> None:
     plain = client.get("/fhir/Location/hosp-main?_format=json", headers=headers)
-    pretty = client.get("/fhir/Location/hosp-main?_format=application/fhir%2Bjson&_pretty=true", headers=headers)
+    pretty = client.get(
+        "/fhir/Location/hosp-main?_format=application/fhir%2Bjson&_pretty=true", headers=headers
+    )
     assert plain.status_code == pretty.status_code == 200
     assert plain.json() == pretty.json()
     assert "\n" not in plain.text and "\n  " in pretty.text
@@ -568,7 +765,9 @@ def test_capability_statement_validates_and_lists_exactly_the_registered_types(c
     for resource in resources:
         provider = REGISTRY.get(resource["type"])
         assert provider is not None
-        assert [p["name"] for p in resource["searchParam"]] == [p.name for p in provider.search_params]
+        assert [p["name"] for p in resource["searchParam"]] == [
+            p.name for p in provider.search_params
+        ]
         assert {i["code"] for i in resource["interaction"]} == {"read", "search-type"}
     assert body["implementation"]["url"].endswith("/fhir")
 
@@ -581,7 +780,9 @@ def test_every_advertised_search_parameter_is_accepted(client, headers) -> None:
             value = samples[param["type"]]
             if param["name"] == "active":
                 value = "true"
-            response = client.get(f"/fhir/{resource['type']}", params={param["name"]: value}, headers=headers)
+            response = client.get(
+                f"/fhir/{resource['type']}", params={param["name"]: value}, headers=headers
+            )
             assert response.status_code == 200, (resource["type"], param["name"], response.text)
             Bundle.model_validate(response.json())
 

@@ -74,13 +74,15 @@ auth_app = typer.Typer(help="Users and bearer tokens.", no_args_is_help=True)
 
 
 @db_app.command("upgrade")
-def db_upgrade(db: DbOption = None, revision: str = "head") -> None:
-    """Apply migrations up to REVISION (default: the newest)."""
+def db_upgrade(db: DbOption = None, revision: str = "heads") -> None:
+    """Apply migrations up to REVISION (default: all the newest)."""
     url = resolve_url(db)
     migrate.upgrade(url, revision)
-    typer.echo(
-        f"database at revision {migrate.head_revision(url) if revision == 'head' else revision}"
-    )
+    engine = make_engine(url)
+    try:
+        typer.echo(f"database at revision {', '.join(migrate.current_revisions(engine))}")
+    finally:
+        engine.dispose()
 
 
 @db_app.command("current")
@@ -89,14 +91,14 @@ def db_current(db: DbOption = None, as_json: JsonOption = False) -> None:
     url = resolve_url(db)
     engine = make_engine(url)
     try:
-        current = migrate.current_revision(engine)
+        current = migrate.current_revisions(engine)
     finally:
         engine.dispose()
-    head = migrate.head_revision(url)
+    heads = migrate.head_revisions(url)
     if as_json:
-        print_json({"current": current, "head": head, "up_to_date": current == head})
+        print_json({"current": list(current), "heads": list(heads), "up_to_date": current == heads})
     else:
-        typer.echo(f"current: {current or '(empty)'}  head: {head}")
+        typer.echo(f"current: {', '.join(current) or '(empty)'}  heads: {', '.join(heads)}")
 
 
 @auth_app.command("token")

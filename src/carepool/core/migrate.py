@@ -38,23 +38,27 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the database at `url` to `revision` (creating the SQLite file if needed)."""
+def upgrade(url: str, revision: str = "heads") -> None:
+    """Bring the database at `url` to `revision` (default: every head; creates SQLite files).
+
+    Contexts developed side by side may add migrations on parallel branches; "heads" applies
+    them all, and a merge revision joins them before a release.
+    """
     command.upgrade(alembic_config(url), revision)
 
 
-def current_revision(engine: Engine) -> str | None:
+def current_revisions(engine: Engine) -> tuple[str, ...]:
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return tuple(sorted(MigrationContext.configure(conn).get_current_heads()))
 
 
-def head_revision(url: str) -> str | None:
-    return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+def head_revisions(url: str) -> tuple[str, ...]:
+    return tuple(sorted(ScriptDirectory.from_config(alembic_config(url)).get_heads()))
 
 
 def is_up_to_date(url: str) -> bool:
     engine = make_engine(url)
     try:
-        return current_revision(engine) == head_revision(url)
+        return current_revisions(engine) == head_revisions(url)
     finally:
         engine.dispose()

@@ -1,0 +1,291 @@
+"""Standardisation as a pure function: a snapshot of every map, asked about codes, units, names.
+
+`Terminology` holds the seed plus the maps stored in the database (consortium-wide and per
+member) at one moment. Ingest builds one snapshot per run and asks it about every record, so a
+run sees one consistent version of the maps and needs no database round trip per lookup.
+Lookup order, first hit wins: the member's map, the consortium map, then the seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from carepool.terminology.seed import (
+    Seed,
+    is_loinc_code,
+    is_loinc_system,
+    load_seed,
+    norm_text,
+)
+from carepool.terminology.units import UnitError, conversion, normalise_unit, to_ucum
+
+MapKind = str  # "code" | "unit" | "department"
+CODE, UNIT, DEPARTMENT = "code", "unit", "department"
+GLOBAL = "*"  # the scope of a consortium-wide map
+
+FLAG_UNMAPPED_CODE = "unmapped-code"
+FLAG_UNMAPPED_UNIT = "unmapped-unit"
+FLAG_IMPLAUSIBLE = "implausible"
+
+
+@dataclass(frozen=True)
+class Coding:
+    """A code as a feed sent it: system (may be empty), code (may be empty), text."""
+
+    system: str = ""
+    code: str = ""
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class UnmappedTerm:
+    """Something the maps did not know, for the unmapped-term queue."""
+
+    kind: MapKind
+    system: str
+    term: str
+    display: str
+
+
+@dataclass
+class MapLayer:
+    """One stored map: `(system, code)` keys for codes, `norm_text` keys for names.
+
+    A value of None means "explicitly not mapped" (it hides the layers below).
+    """
+
+    version: int = 0
+    by_code: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    by_name: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CodeResult:
+    loinc: str | None
+    display: str
+    original: Coding
+    via: str  # "loinc", "map:<scope>", "name:<scope>", "seed", "" (unmapped)
+
+
+@dataclass
+class StandardValue:
+    """An observation's standard form: LOINC code, canonical value/unit, range, flags."""
+
+    loinc: str | None
+    display: str
+    original: Coding
+    value: float | None
+    unit: str | None
+    ref_low: float | None
+    ref_high: float | None
+    flags: list[str]
+    note: str
+    unmapped: list[UnmappedTerm]
+
+
+def _round(value: float) -> float:
+    """Drop binary noise from conversions (12 significant digits are more than any lab has)."""
+    if value == 0 or not math.isfinite(value):
+        return value
+    digits = 12 - int(math.floor(math.log10(abs(value)))) - 1
+    return round(value, max(digits, 0))
+
+
+class Terminology:
+    """A snapshot of the seed and the stored maps (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        seed: Seed | None = None,
+        maps: Mapping[tuple[MapKind, str], MapLayer] | None = None,
+        member_departments: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        self.seed = seed or load_seed()
+        self.maps: dict[tuple[MapKind, str], MapLayer] = dict(maps or {})
+        # member -> norm_text(local department name) -> department code (from the catalogue)
+        self.member_departments = {k: dict(v) for k, v in (member_departments or {}).items()}
+
+    # -- versions -------------------------------------------------------------------------------
+    def versions(self) -> dict[str, str]:
+        out = {"seed": self.seed.version}
+        for (kind, scope), layer in sorted(self.maps.items()):
+            out[f"{kind}:{scope}"] = str(layer.version)
+        return out
+
+    def _layers(self, kind: MapKind, member: str) -> Iterable[tuple[str, MapLayer]]:
+        for scope in (member, GLOBAL):
+            layer = self.maps.get((kind, scope))
+            if layer is not None:
+                yield scope, layer
+
+    # -- codes ----------------------------------------------------------------------------------
+    def canonical(self, loinc: str) -> tuple[str, float | None]:
+        """The code an equivalent LOINC code folds into, with the molar mass for its values."""
+        hit = self.seed.equivalents.get(loinc)
+        if hit is None:
+            return loinc, None
+        return hit
+
+    def display(self, loinc: str) -> str:
+        analyte = self.seed.analytes.get(loinc)
+        return analyte.display if analyte else ""
+
+    def resolve_code(self, member: str, codings: list[Coding], text: str = "") -> CodeResult:
+        """The LOINC code for a result's codings (LOINC first, then maps, then names)."""
+        codings = [c for c in codings if c.code or c.text] or [Coding(text=text)]
+        first = codings[0]
+        for c in codings:
+            if is_loinc_system(c.system) and is_loinc_code(c.code):
+                loinc, _ = self.canonical(c.code.strip())
+                return CodeResult(loinc, self.display(loinc) or c.text, c, "loinc")
+        for c in codings:
+            if not c.code:
+                continue
+            key = (c.system or "", c.code.strip())
+            for scope, layer in self._layers(CODE, member):
+                if key in layer.by_code:
+                    target = layer.by_code[key]
+                    if target is None:
+                        return CodeResult(None, c.text, c, f"map:{scope}")
+                    loinc, _ = self.canonical(target)
+                    return CodeResult(loinc, self.display(loinc) or c.text, c, f"map:{scope}")
+        names = [(c, c.text) for c in codings if c.text]
+        if text:
+            names.append((first, text))
+        for c in codings:
+            if c.code and not (is_loinc_system(c.system) and is_loinc_code(c.code)):
+                names.append((c, c.code))  # a local code that is really a name ("Hb")
+        for c, name in names:
+            key = norm_text(name)
+            if not key:
+                continue
+            for scope, layer in self._layers(CODE, member):
+                if key in layer.by_name:
+                    target = layer.by_name[key]
+                    if target is None:
+                        return CodeResult(None, c.text, c, f"name:{scope}")
+                    loinc, _ = self.canonical(target)
+                    return CodeResult(loinc, self.display(loinc) or c.text, c, f"name:{scope}")
+            if key in self.seed.names:
+                loinc = self.seed.names[key]
+                return CodeResult(loinc, self.display(loinc), c, "seed")
+        return CodeResult(None, first.text or text, first, "")
+
+    # -- units ----------------------------------------------------------------------------------
+    def resolve_unit(self, member: str, unit: str | None) -> str | None:
+        """The UCUM code for a local unit string, or None when no map or parser knows it."""
+        if unit is None or not unit.strip():
+            return None
+        key = normalise_unit(unit)
+        for _scope, layer in self._layers(UNIT, member):
+            if key in layer.by_name:
+                return layer.by_name[key]
+        return to_ucum(unit, self.seed.units)
+
+    # -- departments ----------------------------------------------------------------------------
+    def resolve_department(self, member: str, name: str | None) -> str | None:
+        """The standard department code for a member's local department name or code."""
+        key = norm_text(name)
+        if not key:
+            return None
+        for _scope, layer in self._layers(DEPARTMENT, member):
+            if key in layer.by_name:
+                return layer.by_name[key]
+        local = self.member_departments.get(member, {})
+        if key in local:
+            return local[key]
+        return self.seed.departments.get(key)
+
+    # -- observations ---------------------------------------------------------------------------
+    def standardise(
+        self,
+        member: str,
+        codings: list[Coding],
+        *,
+        text: str = "",
+        value: float | None = None,
+        unit: str | None = None,
+        ref_low: float | None = None,
+        ref_high: float | None = None,
+    ) -> StandardValue:
+        """File one result: LOINC code, value in the analyte's UCUM unit, flags for what failed.
+
+        Never guesses: an unknown unit or an incompatible one leaves the value unfiled with
+        `unmapped-unit`; a converted value outside the analyte's plausible range stays unfiled
+        with `implausible` (the original value and unit are kept by the caller either way).
+        """
+        code = self.resolve_code(member, codings, text)
+        flags: list[str] = []
+        notes: list[str] = []
+        unmapped: list[UnmappedTerm] = []
+        if code.loinc is None:
+            flags.append(FLAG_UNMAPPED_CODE)
+            orig = code.original
+            term = orig.code or norm_text(orig.text or text)
+            if term:
+                unmapped.append(
+                    UnmappedTerm(CODE, orig.system or "", term, orig.text or text or orig.code)
+                )
+        ucum = self.resolve_unit(member, unit)
+        if unit and unit.strip() and ucum is None:
+            unmapped.append(UnmappedTerm(UNIT, "", normalise_unit(unit), unit.strip()))
+        result = StandardValue(
+            loinc=code.loinc,
+            display=code.display,
+            original=code.original,
+            value=None,
+            unit=None,
+            ref_low=None,
+            ref_high=None,
+            flags=flags,
+            note="",
+            unmapped=unmapped,
+        )
+        if value is None:
+            return result
+        analyte = self.seed.analytes.get(code.loinc) if code.loinc else None
+        if analyte is None:
+            # No canonical unit known: keep the value in the unit as sent (made UCUM if we can).
+            if unit and unit.strip() and ucum is None:
+                flags.append(FLAG_UNMAPPED_UNIT)
+                notes.append(f"unit {unit!r} is not UCUM and no map knows it")
+            result.value, result.unit = value, ucum
+            result.ref_low, result.ref_high = ref_low, ref_high
+            result.note = "; ".join(notes)
+            return result
+        source_code = code.original.code.strip() if code.via == "loinc" else analyte.loinc
+        _, molar_mass = self.canonical(source_code)
+        if ucum is None:
+            flags.append(FLAG_UNMAPPED_UNIT)
+            notes.append(
+                f"unit {unit!r} is unknown; {analyte.loinc} is filed in {analyte.unit}"
+                if unit and unit.strip()
+                else f"no unit given; {analyte.loinc} is filed in {analyte.unit}"
+            )
+            result.note = "; ".join(notes)
+            return result
+        try:
+            conv = conversion(ucum, analyte.unit, molar_mass)
+        except UnitError as exc:
+            flags.append(FLAG_UNMAPPED_UNIT)
+            notes.append(str(exc))
+            result.note = "; ".join(notes)
+            return result
+        converted = _round(conv(value))
+        if analyte.plausible is not None:
+            low, high = analyte.plausible
+            if not (low <= converted <= high):
+                flags.append(FLAG_IMPLAUSIBLE)
+                result.note = (
+                    f"{value:g} {ucum} is {converted:g} {analyte.unit}, outside the plausible "
+                    f"range {low:g}-{high:g} {analyte.unit} for {analyte.loinc}; not filed"
+                )
+                return result
+        result.value, result.unit = converted, analyte.unit
+        result.ref_low = _round(conv(ref_low)) if ref_low is not None else None
+        result.ref_high = _round(conv(ref_high)) if ref_high is not None else None
+        result.note = "; ".join(notes)
+        return result

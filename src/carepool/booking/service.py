@@ -79,20 +79,32 @@ def matches(resource: Resource, req: ServiceRequirement) -> bool:
     return not (req.specialty and req.specialty not in (resource.specialties or []))
 
 
-def candidates(
-    session: Session, service: Service, institution_id: str, campus_id: str | None = None
-) -> list[list[Resource]]:
-    """Per requirement, the member's resources that could fill it, in a stable order."""
+def candidates_by_member(
+    session: Session, service: Service, members: Sequence[str], campus_id: str | None = None
+) -> dict[str, list[list[Resource]]]:
+    """Per member, per requirement, the resources that could fill it, in a stable order."""
     kinds = {r.kind for r in service.requirements}
     stmt = select(Resource).where(
-        Resource.institution_id == institution_id,
+        Resource.institution_id.in_(list(members)),
         Resource.kind.in_(kinds),
         Resource.status == ResourceStatus.IN_SERVICE,
     )
     if campus_id:
         stmt = stmt.where(or_(Resource.campus_id == campus_id, Resource.campus_id.is_(None)))
-    pool = list(session.scalars(stmt.order_by(Resource.id)))
-    return [[r for r in pool if matches(r, req)] for req in service.requirements]
+    pools: dict[str, list[Resource]] = {m: [] for m in members}
+    for r in session.scalars(stmt.order_by(Resource.id)):
+        pools[r.institution_id].append(r)
+    return {
+        m: [[r for r in pool if matches(r, req)] for req in service.requirements]
+        for m, pool in pools.items()
+    }
+
+
+def candidates(
+    session: Session, service: Service, institution_id: str, campus_id: str | None = None
+) -> list[list[Resource]]:
+    """Per requirement, the member's resources that could fill it, in a stable order."""
+    return candidates_by_member(session, service, [institution_id], campus_id)[institution_id]
 
 
 def free_time(
@@ -136,7 +148,9 @@ def free_time(
             calendar.Exception_(start=x.start, end=x.end, adds=x.kind is ExceptionKind.EXTRA)
         )
     busy: dict[tuple[str, int], list[calendar.Interval]] = defaultdict(list)
-    claim_stmt = select(ResourceClaim).where(
+    claim_stmt = select(
+        ResourceClaim.resource_id, ResourceClaim.lane, ResourceClaim.start_at, ResourceClaim.end_at
+    ).where(
         ResourceClaim.resource_id.in_(ids),
         ResourceClaim.active.is_(True),
         ResourceClaim.end_at > start,
@@ -145,8 +159,8 @@ def free_time(
     )
     if exclude_owner:
         claim_stmt = claim_stmt.where(ResourceClaim.owner_id != exclude_owner)
-    for c in session.scalars(claim_stmt):
-        busy[(c.resource_id, c.lane)].append(calendar.Interval(c.start_at, c.end_at))
+    for resource_id, lane, claim_start, claim_end in session.execute(claim_stmt):
+        busy[(resource_id, lane)].append(calendar.Interval(claim_start, claim_end))
     out: dict[tuple[str, int], list[calendar.Interval]] = {}
     for r in resources:
         base = calendar.availability(
@@ -221,19 +235,16 @@ def search_slots(
         members = [m for m in members if m == institution_id]
     lanes = 1 + policy.overbook_lanes
     found: list[MemberSlot] = []
-    for member in members:
-        per_req = candidates(session, service, member, campus_id)
-        if any(len(c) < req.count for c, req in zip(per_req, service.requirements, strict=True)):
-            continue
-        everyone = {r.id: r for group in per_req for r in group}
-        free = free_time(
-            session,
-            list(everyone.values()),
-            earliest - t.before,
-            end + t.after,
-            now=now,
-            lanes=lanes,
-        )
+    by_member = {
+        m: per_req
+        for m, per_req in candidates_by_member(session, service, members, campus_id).items()
+        if all(len(c) >= req.count for c, req in zip(per_req, service.requirements, strict=True))
+    }
+    everyone = {r.id: r for per_req in by_member.values() for group in per_req for r in group}
+    free = free_time(
+        session, list(everyone.values()), earliest - t.before, end + t.after, now=now, lanes=lanes
+    )
+    for member, per_req in by_member.items():
         reqs = [
             Requirement(
                 count=req.count,

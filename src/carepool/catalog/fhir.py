@@ -85,6 +85,7 @@ from sqlalchemy.orm import Session, aliased, selectinload
 from sqlalchemy.sql.elements import False_
 
 from carepool.catalog import service as catalog_service
+from carepool.catalog.codes import RESOURCE_TYPES
 from carepool.catalog.models import (
     CalendarRule,
     Campus,
@@ -262,13 +263,7 @@ def _resource_type_coding(type_code: str, names: Mapping[str, str]) -> Json:
     return _coding(SYSTEM_RESOURCE_TYPE, type_code, names.get(type_code))
 
 
-def _type_names() -> dict[str, str]:
-    from carepool.catalog.codes import RESOURCE_TYPES
-
-    return {code: en for codes in RESOURCE_TYPES.values() for code, (en, _zh) in codes.items()}
-
-
-_TYPE_NAMES = _type_names()
+_TYPE_NAMES = {code: en for codes in RESOURCE_TYPES.values() for code, (en, _zh) in codes.items()}
 
 
 # --- pure mappings: rows -> FHIR R4 dicts -------------------------------------------------

@@ -162,7 +162,7 @@ class WardPlan:
     bed_type: str = "bed.general"
     kind: str = "general"
     gender: str = "same_sex_room"
-    nurse_ratio: float = 0.3  # nurses per bed
+    nurse_ratio: float = 0.22  # rostered nurses per bed
     clinic_rooms: int = 1  # outpatient consultation rooms of the department
     specialties: tuple[str, ...] = ()  # of the doctors (default: the department's code)
 
@@ -186,7 +186,7 @@ EAST_WARDS: Final = (
         (4, 5),
         bed_type="bed.maternity",
         gender="female",
-        nurse_ratio=0.4,
+        nurse_ratio=0.3,
         specialties=("05.02", "05.01"),
     ),
     WardPlan(
@@ -197,7 +197,7 @@ EAST_WARDS: Final = (
         (5, 6),
         bed_type="bed.paediatric",
         gender="mixed",
-        nurse_ratio=0.35,
+        nurse_ratio=0.25,
     ),
     WardPlan("ophth", "10", (12, 14), "surgeon", (3, 4)),
     WardPlan(
@@ -209,7 +209,7 @@ EAST_WARDS: Final = (
         bed_type="bed.icu",
         kind="icu",
         gender="mixed",
-        nurse_ratio=2.0,
+        nurse_ratio=1.5,
         clinic_rooms=0,
     ),
     WardPlan(
@@ -221,15 +221,15 @@ EAST_WARDS: Final = (
         bed_type="bed.observation",
         kind="emergency",
         gender="mixed",
-        nurse_ratio=0.8,
+        nurse_ratio=0.6,
         clinic_rooms=2,
     ),
 )
 
 WEST_WARDS: Final = (
     WardPlan("med", "03", (34, 40), "physician", (5, 6), specialties=("03", "03.04", "03.07")),
-    WardPlan("rehab", "20", (22, 28), "physician", (3, 4), nurse_ratio=0.25),
-    WardPlan("tcm", "50", (14, 18), "physician", (3, 4), nurse_ratio=0.25),
+    WardPlan("rehab", "20", (22, 28), "physician", (3, 4), nurse_ratio=0.18),
+    WardPlan("tcm", "50", (14, 18), "physician", (3, 4), nurse_ratio=0.18),
     WardPlan(
         "daysurg",
         "04",
@@ -251,7 +251,7 @@ BRANCH_THIRD_WARD: Final = (
         (2, 3),
         bed_type="bed.maternity",
         gender="female",
-        nurse_ratio=0.4,
+        nurse_ratio=0.3,
         specialties=("05.02", "05.01"),
     ),
     WardPlan(
@@ -263,7 +263,7 @@ BRANCH_THIRD_WARD: Final = (
         bed_type="bed.paediatric",
         gender="mixed",
     ),
-    WardPlan("rehab", "20", (12, 16), "physician", (2, 2), nurse_ratio=0.25),
+    WardPlan("rehab", "20", (12, 16), "physician", (2, 2), nurse_ratio=0.18),
 )
 
 
@@ -1511,17 +1511,25 @@ def _matches(resource: dict[str, Any], req: dict[str, Any]) -> bool:
 
 
 def _offers(member: _Member, requirements: list[dict[str, Any]]) -> bool:
-    """Whether a member holds enough matching resources for every requirement at once."""
-    demand: dict[tuple[str, str | None], int] = {}
+    """Whether a member holds enough matching resources for every requirement at once.
+
+    Requirements that ask for the same kind, type, role and specialty add up (an operating
+    surgeon and an assistant are two surgeons), and so do all requirements for one role.
+    """
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    per_role: dict[tuple[str, str | None], int] = {}
     for req in requirements:
-        pool = member.by_kind(req["kind"])
-        if sum(_matches(r, req) for r in pool) < req["count"]:
+        key = (req["kind"], req.get("type_code"), req.get("role"), req.get("specialty"))
+        group = groups.setdefault(key, {**req, "count": 0, "min_skill": req.get("min_skill", 0)})
+        group["count"] += req["count"]
+        group["min_skill"] = min(group["min_skill"], req.get("min_skill", 0))
+        role_key = (req["kind"], req.get("role"))
+        per_role[role_key] = per_role.get(role_key, 0) + req["count"]
+    for req in [*requirements, *groups.values()]:
+        if sum(_matches(r, req) for r in member.by_kind(req["kind"])) < req["count"]:
             return False
-        key = (req["kind"], req.get("role"))
-        demand[key] = demand.get(key, 0) + req["count"]
-    for (kind, role), wanted in demand.items():
-        have = sum(role is None or r.get("role") == role for r in member.by_kind(kind))
-        if have < wanted:
+    for (kind, role), wanted in per_role.items():
+        if sum(role is None or r.get("role") == role for r in member.by_kind(kind)) < wanted:
             return False
     return True
 

@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from carepool.records.schemas import Coding
 from carepool.terminology.seed import (
     Seed,
     is_loinc_code,
@@ -31,15 +32,6 @@ FLAG_IMPLAUSIBLE = "implausible"
 
 
 @dataclass(frozen=True)
-class Coding:
-    """A code as a feed sent it: system (may be empty), code (may be empty), text."""
-
-    system: str = ""
-    code: str = ""
-    text: str = ""
-
-
-@dataclass(frozen=True)
 class UnmappedTerm:
     """Something the maps did not know, for the unmapped-term queue."""
 
@@ -47,6 +39,7 @@ class UnmappedTerm:
     system: str
     term: str
     display: str
+    match: str = "code"  # "code": `term` is a local code; "name": a folded name or unit
 
 
 @dataclass
@@ -224,14 +217,16 @@ class Terminology:
         if code.loinc is None:
             flags.append(FLAG_UNMAPPED_CODE)
             orig = code.original
-            term = orig.code or norm_text(orig.text or text)
-            if term:
+            if orig.code:
                 unmapped.append(
-                    UnmappedTerm(CODE, orig.system or "", term, orig.text or text or orig.code)
+                    UnmappedTerm(CODE, orig.system or "", orig.code, orig.text or text, "code")
                 )
+            elif norm_text(orig.text or text):
+                name = orig.text or text
+                unmapped.append(UnmappedTerm(CODE, "", norm_text(name), name, "name"))
         ucum = self.resolve_unit(member, unit)
         if unit and unit.strip() and ucum is None:
-            unmapped.append(UnmappedTerm(UNIT, "", normalise_unit(unit), unit.strip()))
+            unmapped.append(UnmappedTerm(UNIT, "", normalise_unit(unit), unit.strip(), "name"))
         result = StandardValue(
             loinc=code.loinc,
             display=code.display,

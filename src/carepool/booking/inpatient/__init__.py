@@ -1,0 +1,1 @@
+"""Inpatient flow: admission requests, bed assignment, transfer, discharge, cleaning, bed board."""

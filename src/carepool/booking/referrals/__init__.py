@@ -1,0 +1,1 @@
+"""Referrals: a member sends a patient to a service or specialist at another member."""

@@ -1,0 +1,306 @@
+"""Put the demo consortium into a database: catalogue, demo users and their tokens.
+
+`build_demo` migrates, imports the generated catalogue and creates one user per role in one
+transaction. It is idempotent: on a database that already holds the same demo it changes
+nothing but issues fresh tokens; on a database that holds another catalogue it refuses.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from carepool.catalog import actions as catalog_actions
+from carepool.catalog import service as catalog_service
+from carepool.catalog.models import (
+    CalendarException,
+    CalendarRule,
+    Campus,
+    Consortium,
+    Department,
+    DepartmentCode,
+    Institution,
+    Resource,
+    Service,
+    Ward,
+)
+from carepool.core import auth, migrate
+from carepool.core.auth import Role
+from carepool.core.db import make_engine, make_session_factory
+from carepool.core.errors import Conflict
+from carepool.core.settings import get_settings
+from carepool.core.users import do_create_user
+from carepool.demo.generator import generate, lead_clinic
+
+__all__ = ["DEMO_USERS", "DemoSummary", "DemoUser", "build_demo", "current_monday"]
+
+# Where a demo user works: the county hospital, the village clinic of Dr Li, or everywhere.
+COUNTY_HOSPITAL = "ch"
+VILLAGE_CLINIC = "@clinic"
+
+
+@dataclass(frozen=True)
+class DemoUserSpec:
+    username: str
+    role: Role
+    member: str | None  # COUNTY_HOSPITAL, VILLAGE_CLINIC or None (consortium-wide)
+    display_name: str
+    what_zh: str
+    what_en: str
+
+
+DEMO_USERS: tuple[DemoUserSpec, ...] = (
+    DemoUserSpec(
+        "admin", Role.CONSORTIUM_ADMIN, None, "医共体管理员 Consortium admin",
+        "管理整个医共体的目录和用户", "runs the catalogue and users of the whole consortium",
+    ),
+    DemoUserSpec(
+        "county.it", Role.MEMBER_ADMIN, COUNTY_HOSPITAL, "县医院信息科 County hospital IT",
+        "维护县人民医院的目录", "keeps the county hospital's catalogue",
+    ),
+    DemoUserSpec(
+        "bed.manager", Role.BED_MANAGER, COUNTY_HOSPITAL, "床位管理员 Bed manager",
+        "跨病区、跨院区安排床位", "assigns beds across wards and campuses",
+    ),
+    DemoUserSpec(
+        "theatre.coord", Role.THEATRE_COORDINATOR, COUNTY_HOSPITAL,
+        "手术室协调员 Theatre coordinator",
+        "统筹手术间、术者、麻醉和护士", "plans theatres, surgeons, anaesthetists and nurses",
+    ),
+    DemoUserSpec(
+        "lab.coord", Role.LAB_COORDINATOR, COUNTY_HOSPITAL, "检验检查协调员 Lab coordinator",
+        "管理检验和检查的号源与配额", "runs the pool of tests and exams with quotas",
+    ),
+    DemoUserSpec(
+        "director", Role.ADMINISTRATOR, COUNTY_HOSPITAL, "院长 Hospital director",
+        "查看运营指标和资源短缺", "reads KPIs and resource shortages",
+    ),
+    DemoUserSpec(
+        "data.steward", Role.DATA_STEWARD, COUNTY_HOSPITAL, "数据治理员 Data steward",
+        "统一编码、单位和科室名称", "keeps codes, units and department names in line",
+    ),
+    DemoUserSpec(
+        "dr.li", Role.CLINICIAN, VILLAGE_CLINIC, "李医生 Dr Li",
+        "村医：预约专家、CT和检验", "village doctor: books specialists, CT and lab tests",
+    ),
+    DemoUserSpec(
+        "clinic.admin", Role.MEMBER_ADMIN, VILLAGE_CLINIC, "卫生室管理员 Clinic admin",
+        "维护本村卫生室的目录", "keeps the village clinic's catalogue",
+    ),
+)  # fmt: skip
+
+_CATALOGUE_MODELS = (
+    Consortium,
+    DepartmentCode,
+    Institution,
+    Campus,
+    Department,
+    Ward,
+    Resource,
+    CalendarRule,
+    CalendarException,
+    Service,
+)
+
+ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    username: str
+    display_name: str
+    role: str
+    institution_id: str | None
+    token: str
+
+
+@dataclass
+class DemoSummary:
+    """What `build_demo` left in the database, with a fresh token per demo user."""
+
+    database_url: str
+    seed: int
+    start_date: str
+    consortium: dict[str, str]
+    counts: dict[str, int]
+    members: list[dict[str, Any]]
+    users: list[DemoUser]
+    imported: dict[str, Any]
+    users_created: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def current_monday(tz: str | None = None) -> date:
+    """The Monday of the current week in the consortium's time zone (reads the clock)."""
+    today = datetime.now(ZoneInfo(tz or get_settings().timezone)).date()
+    return today - timedelta(days=today.weekday())
+
+
+def _member_counts(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    counts: Counter[tuple[str, str]] = Counter(
+        (r["institution_id"], r["kind"]) for r in doc["resources"]
+    )
+    return [
+        {
+            "id": i["id"],
+            "name": i["name"],
+            "name_zh": i["name_zh"],
+            "kind": i["kind"],
+            "grade": i["grade"],
+            "parent_id": i["parent_id"],
+            "beds": counts[(i["id"], "bed")],
+            "theatres": counts[(i["id"], "theatre")],
+            "modalities": counts[(i["id"], "modality")],
+            "staff": counts[(i["id"], "staff")],
+        }
+        for i in doc["institutions"]
+    ]
+
+
+def _check_same_catalogue(session: Session, doc: dict[str, Any]) -> None:
+    ours = {i["id"] for i in doc["institutions"]}
+    found, _total = catalog_service.get_all(session, kind="institution", limit=100_000)
+    foreign = sorted(i.id for i in found if i.id not in ours)
+    if foreign:
+        raise Conflict(
+            f"the database already holds another catalogue ({len(foreign)} member(s) that this "
+            f"demo does not have, e.g. {', '.join(foreign[:3])}); build the demo into a fresh "
+            "database (--db) or use the seed it was built with"
+        )
+
+
+def _import(
+    session: Session, doc: dict[str, Any], progress: ProgressFn | None
+) -> catalog_actions.ImportSummary:
+    total = 1 + sum(len(v) for v in doc.values() if isinstance(v, list))
+    done = 0
+    # The import looks parents up by id for every entry; the session's identity map holds
+    # its objects weakly, so keeping them alive here spares a SELECT per lookup.
+    keep: list[object] = []
+
+    def seen(_session: Session, obj: object) -> None:
+        nonlocal done
+        keep.append(obj)
+        if isinstance(obj, _CATALOGUE_MODELS):
+            done += 1
+            if progress and done % 50 == 0:
+                progress("import", done, total)
+
+    event.listen(session, "pending_to_persistent", seen)
+    event.listen(session, "loaded_as_persistent", seen)
+    try:
+        summary = catalog_actions.do_import_catalog(
+            session, actor=auth.Principal.system_actor("demo"), raw=doc, source="demo"
+        )
+    finally:
+        event.remove(session, "pending_to_persistent", seen)
+        event.remove(session, "loaded_as_persistent", seen)
+    if progress:
+        progress("import", total, total)
+    return summary
+
+
+def build_demo(
+    db_url: str,
+    seed: int,
+    *,
+    start_date: date | None = None,
+    token_ttl: timedelta | None = None,
+    progress: ProgressFn | None = None,
+) -> DemoSummary:
+    """Migrate `db_url`, import the demo for `seed`, create the demo users, issue tokens.
+
+    One transaction: on any error nothing is written. Rosters start on the Monday of
+    `start_date` (default: this week's). Stages reported to `progress`: migrate, generate,
+    import, users, tokens.
+    """
+    began = time.perf_counter()
+    step = progress or (lambda _stage, _done, _total: None)
+    start = start_date or current_monday()
+    ttl = token_ttl or timedelta(hours=get_settings().token_ttl_hours)
+
+    step("migrate", 0, 1)
+    migrate.upgrade(db_url)
+    step("migrate", 1, 1)
+    step("generate", 0, 1)
+    doc = generate(seed, start)
+    step("generate", 1, 1)
+    clinic = lead_clinic(doc)
+    where = {COUNTY_HOSPITAL: COUNTY_HOSPITAL, VILLAGE_CLINIC: clinic, None: None}
+
+    engine = make_engine(db_url)
+    try:
+        with make_session_factory(engine)() as session, session.begin():
+            _check_same_catalogue(session, doc)
+            imported = _import(session, doc, progress)
+            step("users", 0, len(DEMO_USERS))
+            created = []
+            for n, spec in enumerate(DEMO_USERS, 1):
+                if session.get(auth.User, spec.username) is None:
+                    do_create_user(
+                        session,
+                        actor=auth.Principal.system_actor("demo"),
+                        username=spec.username,
+                        display_name=_display_name(doc, spec, clinic),
+                        role=spec.role,
+                        institution_id=where[spec.member],
+                        source="demo",
+                    )
+                    created.append(spec.username)
+                step("users", n, len(DEMO_USERS))
+            users = []
+            for n, spec in enumerate(DEMO_USERS, 1):
+                user = auth.get_user(session, username=spec.username)
+                token = auth.issue_token(session, username=spec.username, ttl=ttl)
+                users.append(
+                    DemoUser(
+                        username=user.username,
+                        display_name=user.display_name,
+                        role=user.role.value,
+                        institution_id=user.institution_id,
+                        token=token,
+                    )
+                )
+                step("tokens", n, len(DEMO_USERS))
+            counts = catalog_service.counts(session)
+    finally:
+        engine.dispose()
+    return DemoSummary(
+        database_url=db_url,
+        seed=seed,
+        start_date=start.isoformat(),
+        consortium={
+            "id": doc["consortium"]["id"],
+            "name": doc["consortium"]["name"],
+            "name_zh": doc["consortium"]["name_zh"],
+        },
+        counts=counts,
+        members=_member_counts(doc),
+        users=users,
+        imported=imported.as_dict(),
+        users_created=created,
+        seconds=round(time.perf_counter() - began, 2),
+    )
+
+
+def _display_name(doc: dict[str, Any], spec: DemoUserSpec, clinic: str) -> str:
+    """Dr Li carries the name of the village doctor on the clinic's roster."""
+    if spec.username != "dr.li":
+        return spec.display_name
+    doctor = next(
+        r
+        for r in doc["resources"]
+        if r["institution_id"] == clinic and r.get("role") == "physician"
+    )
+    return f"{doctor['name_zh']}医生 Dr {doctor['name']}"

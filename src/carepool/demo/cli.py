@@ -1,0 +1,162 @@
+"""`carepool demo`: build the demo consortium into a database, show it, then serve it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn
+from rich.table import Table
+
+from carepool.core.cli import DbOption, JsonOption, fail, print_json, resolve_url
+from carepool.core.errors import CarepoolError
+from carepool.core.settings import get_settings
+from carepool.demo.build import DemoSummary, build_demo, current_monday
+
+__all__ = ["demo"]
+
+_STAGES = {
+    "migrate": "Migrating the database / 迁移数据库",
+    "generate": "Generating the consortium / 生成医共体",
+    "import": "Importing the catalogue / 导入目录",
+    "users": "Creating demo users / 创建演示用户",
+    "tokens": "Issuing tokens / 签发令牌",
+}
+_KIND_LABELS = {
+    "general_hospital": "County hospital 县医院",
+    "branch_hospital": "Branch hospital 分院",
+    "township_health_centre": "Township health centre 乡镇卫生院",
+    "village_clinic": "Village clinic 村卫生室",
+}
+
+
+def demo(
+    db: DbOption = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the generated consortium (default: settings)")
+    ] = None,
+    no_serve: Annotated[
+        bool, typer.Option("--no-serve", help="Build and report, but do not start the server")
+    ] = False,
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Build the demo consortium (SQLite ./carepool.db by default), list it, then serve it."""
+    settings = get_settings()
+    url = resolve_url(db)
+    chosen_seed = settings.demo_seed if seed is None else seed
+    console = Console(stderr=True)
+    try:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:>5.0f}/{task.total:<5.0f}"),
+            console=console,
+            transient=as_json,
+            disable=as_json and no_serve,
+        ) as bar:
+            tasks: dict[str, TaskID] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            summary = build_demo(
+                url, chosen_seed, start_date=current_monday(settings.timezone), progress=progress
+            )
+    except CarepoolError as exc:
+        raise fail(exc, as_json=as_json) from exc
+    address = f"http://{host or settings.host}:{port or settings.port}"
+    if as_json:
+        print_json({**summary.as_dict(), "url": address})
+    else:
+        _report(summary, address, serving=not no_serve)
+    if no_serve:
+        return
+    import uvicorn
+
+    from carepool.api.app import create_app
+
+    uvicorn.run(create_app(url), host=host or settings.host, port=port or settings.port)
+
+
+def _report(summary: DemoSummary, address: str, *, serving: bool) -> None:
+    out = Console(soft_wrap=True)
+    c = summary.consortium
+    out.print(
+        f"\n[bold]{c['name_zh']} · {c['name']}[/]  seed {summary.seed}, rosters from "
+        f"{summary.start_date}, built in {summary.seconds:.1f} s\n{summary.database_url}\n"
+    )
+    counts = summary.counts
+    totals = Table(title="What is there / 资源概况", show_header=False)
+    for label, key in (
+        ("Members 成员单位", "institution"),
+        ("Campuses 院区", "campus"),
+        ("Departments 科室", "department"),
+        ("Wards 病区", "ward"),
+        ("Beds 床位", "resource.bed"),
+        ("Rooms 房间", "resource.room"),
+        ("Operating theatres 手术间", "resource.theatre"),
+        ("Imaging modalities 影像设备", "resource.modality"),
+        ("Lab sections 检验组", "resource.lab_section"),
+        ("Analysers 分析仪", "resource.analyser"),
+        ("Staff 人员", "resource.staff"),
+        ("Calendar rules 排班/开放规则", "calendar_rule"),
+        ("Calendar exceptions 例外", "calendar_exception"),
+        ("Services 服务项目", "service"),
+    ):
+        totals.add_row(label, str(counts.get(key, 0)))
+    out.print(totals)
+
+    members = Table(title="Members / 成员单位")
+    members.add_column("id", no_wrap=True, min_width=12)
+    members.add_column("名称 name", overflow="ellipsis", no_wrap=True)
+    for col in ("beds", "OR", "imaging", "staff"):
+        members.add_column(col, justify="right", no_wrap=True, min_width=len(col))
+    villages = [m for m in summary.members if m["kind"] == "village_clinic"]
+    for m in summary.members:
+        if m["kind"] != "village_clinic":
+            members.add_row(
+                m["id"],
+                m["name_zh"],
+                *(str(m[k]) for k in ("beds", "theatres", "modalities", "staff")),
+            )
+    if villages:
+        members.add_row(
+            "vc-*",
+            f"{len(villages)} 个村卫生室 village clinics",
+            *(
+                str(sum(m[k] for m in villages))
+                for k in ("beds", "theatres", "modalities", "staff")
+            ),
+        )
+    out.print(members)
+
+    out.print("\n[bold]Demo users and their tokens / 演示用户与令牌[/]")
+    for u in summary.users:
+        out.print(
+            f"  {u.username:<14} {u.role:<20} {u.institution_id or '(consortium)':<22} {u.token}",
+            highlight=False,
+        )
+    bed_manager = next((u for u in summary.users if u.username == "bed.manager"), summary.users[0])
+    out.print("\nTry / 试一试:")
+    out.print(
+        f'  curl -H "Authorization: Bearer {bed_manager.token}" '
+        f'"{address}/api/v1/resources?kind=bed"',
+        highlight=False,
+    )
+    db_flag = (
+        ""
+        if summary.database_url == get_settings().database_url
+        else (f" --db '{summary.database_url}'")
+    )
+    out.print(
+        f"  carepool auth token --user bed.manager{db_flag}   # a new token / 新令牌",
+        highlight=False,
+    )
+    if serving:
+        out.print(f"\nServing / 服务地址: [bold]{address}[/]  (docs: {address}/docs; Ctrl+C stops)")

@@ -24,16 +24,18 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from carepool import __version__
 from carepool.api.deps import Caller, DbSession
 from carepool.api.problems import operation_outcome
+from carepool.booking import fhir as booking_fhir
 from carepool.catalog import fhir as catalog_fhir
 from carepool.core.auth import Principal
 from carepool.core.errors import FieldError, InvalidInput, NotFound
+from carepool.core.fhir import FhirContext
 
 FHIR_JSON = "application/fhir+json"
 DEFAULT_COUNT = 50
@@ -95,7 +97,8 @@ class FhirRegistry:
             resources.append(
                 {
                     "type": name,
-                    "interaction": [{"code": "read"}, {"code": "search-type"}],
+                    "interaction": [{"code": "read"}, {"code": "search-type"}]
+                    + ([{"code": "create"}] if hasattr(provider, "create") else []),
                     "versioning": "no-version",
                     "readHistory": False,
                     "updateCreate": False,
@@ -141,8 +144,8 @@ class FhirRegistry:
 
 
 REGISTRY = FhirRegistry()
-for _catalog_provider in catalog_fhir.PROVIDERS:
-    REGISTRY.register(_catalog_provider)
+for _provider_ in (*catalog_fhir.PROVIDERS, *booking_fhir.PROVIDERS):
+    REGISTRY.register(_provider_)  # type: ignore[arg-type]
 
 
 class BadSearch(InvalidInput):
@@ -201,6 +204,10 @@ def _int_param(request: Request, name: str, default: int) -> int:
             [FieldError(f"query:{name}", f"{raw!r} is not a whole number >= 0")],
         )
     return value
+
+
+def _context(request: Request, caller: Principal) -> FhirContext:
+    return FhirContext(caller=caller, now=request.app.state.clock.now())
 
 
 def _provider(resource_type: str, caller: Principal) -> FhirProvider | FhirResponse:
@@ -309,7 +316,12 @@ def search(
     offset = _int_param(request, "_offset", 0)
     params, kept = _search_params(request, provider)
     try:
-        resources, total = provider.search(session, params, count=count, offset=offset)
+        if getattr(provider, "uses_context", False):
+            resources, total = provider.search(  # type: ignore[call-arg]
+                session, params, count=count, offset=offset, ctx=_context(request, caller)
+            )
+        else:
+            resources, total = provider.search(session, params, count=count, offset=offset)
     except BadSearch:
         raise
     except InvalidInput as exc:
@@ -332,7 +344,41 @@ def read(
             f"a read takes only _format and _pretty, not {', '.join(extra)}",
             [FieldError(f"query:{k}", "not a parameter of read") for k in extra],
         )
-    resource = provider.read(session, id)
+    if getattr(provider, "uses_context", False):
+        resource = provider.read(session, id, ctx=_context(request, caller))  # type: ignore[call-arg]
+    else:
+        resource = provider.read(session, id)
     if resource is None:
         raise NotFound(resource_type, id)
     return FhirResponse(resource, pretty=pretty)
+
+
+@router.post("/{resource_type}", name="fhir_create", summary="Create a resource")
+def create(
+    resource_type: str,
+    request: Request,
+    session: DbSession,
+    caller: Caller,
+    body: dict[str, Any] = Body(..., media_type=FHIR_JSON),
+) -> FhirResponse:
+    """Create, for types whose provider has `create(session, resource, *, ctx, key)`.
+
+    `If-None-Exist` (FHIR conditional create) doubles as the idempotency key.
+    """
+    provider = REGISTRY.get(resource_type)
+    creator = getattr(provider, "create", None)
+    if provider is None or creator is None:
+        outcome = operation_outcome(405, f"{resource_type} cannot be created here")
+        outcome["issue"][0]["code"] = "not-supported"
+        return FhirResponse(outcome, status_code=405)
+    if body.get("resourceType") != resource_type:
+        raise BadSearch(
+            f"the body must be a {resource_type} resource",
+            [FieldError("body.resourceType", f"must be {resource_type!r}")],
+        )
+    resource, created = creator(
+        session, body, ctx=_context(request, caller), key=request.headers.get("If-None-Exist")
+    )
+    response = FhirResponse(resource, status_code=201 if created else 200)
+    response.headers["Location"] = f"{_base_url(request)}/{resource_type}/{resource['id']}"
+    return response

@@ -34,7 +34,7 @@ WEEKDAYS: Final = (0, 1, 2, 3, 4)
 EVERY_DAY: Final = (0, 1, 2, 3, 4, 5, 6)
 SATURDAY: Final = (5,)
 
-COUNTY_ZH, COUNTY_EN = "青岚县", "Qinglan County"
+COUNTY_ZH = "青岚县"
 COUNTY_SEAT: Final = (29.6550, 119.2750)  # Chengguan town, where the county hospital stands
 ALL_KINDS: Final = [
     "general_hospital",
@@ -147,7 +147,6 @@ _ROLE_ABBR: Final = {
     "nurse": "nur",
     "technician": "tec",
 }
-_CHINESE_NUMERALS: Final = "一二三四五六七八九十"
 
 
 @dataclass(frozen=True)
@@ -446,14 +445,20 @@ class _Generator:
     ) -> tuple[str, int]:
         """A ward with rooms of 2 to 6 beds; returns (ward id, number of beds)."""
         ward_id = f"{dept.id}-w1"
+        if plan.kind == "emergency":
+            name, name_zh = f"{dept.en} observation", f"{dept.zh}留观室"
+        elif dept.zh.endswith("室"):
+            name, name_zh = dept.en, dept.zh
+        else:
+            name, name_zh = f"{dept.en} ward", f"{dept.zh}病区"
         self.wards.append(
             {
                 "id": ward_id,
                 "institution_id": member.id,
                 "department_id": dept.id,
                 "kind": plan.kind,
-                "name": f"{dept.en} ward",
-                "name_zh": f"{dept.zh}病区",
+                "name": name,
+                "name_zh": name_zh,
                 "building": building,
                 "floor": str(floor),
             }
@@ -505,6 +510,8 @@ class _Generator:
         return ward_id, bed_no
 
     def _room_sizes(self, plan: WardPlan, target: int) -> list[int]:
+        choices: tuple[int, ...]
+        weights: tuple[int, ...]
         if plan.kind == "icu":
             choices, weights = (4, 6), (1, 1)
         elif plan.kind == "emergency":

@@ -504,6 +504,7 @@ def do_sync_referral_from_appointment(
     if not attended and appointment.cancel_reason:
         note += f": {appointment.cancel_reason}"
     before = service.to_dict(referral)
+    session.flush()  # only this step may be undone below
     try:
         with session.begin_nested():
             _apply(

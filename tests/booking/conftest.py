@@ -38,3 +38,41 @@ def pool(client: TestClient, tokens: Tokens, clock: FakeClock) -> dict[str, dict
         "clinic_doctor": tokens.headers("clinician", "clinic"),
         "viewer": tokens.headers("viewer", "hosp"),
     }
+
+
+@pytest.fixture()
+def flows(client: TestClient, tokens: Tokens, clock: FakeClock) -> dict[str, dict[str, str]]:
+    """The referral/order catalogue (tests/booking/factories_flows.py) and callers per member."""
+    from tests.booking.factories_flows import flows_catalog
+
+    admin = tokens.admin()
+    response = client.post("/api/v1/catalog/import", json=flows_catalog(), headers=admin)
+    assert response.status_code == 200, response.text
+    return {
+        "admin": admin,
+        "clinic_doctor": tokens.headers("clinician", "clinic"),
+        "hosp_doctor": tokens.headers("clinician", "hosp"),
+        "hosp_lab": tokens.headers("lab_coordinator", "hosp"),
+        "town_doctor": tokens.headers("clinician", "town"),
+        "east_doctor": tokens.headers("clinician", "east"),
+    }
+
+
+@pytest.fixture()
+def wards(client: TestClient, tokens: Tokens, clock: FakeClock) -> dict[str, dict[str, str]]:
+    """The inpatient and surgery catalogue (tests/booking/factories_inpatient.py) and callers."""
+    from tests.booking.factories_inpatient import ward_catalog
+
+    admin = tokens.admin()
+    response = client.post("/api/v1/catalog/import", json=ward_catalog(), headers=admin)
+    assert response.status_code == 200, response.text
+    return {
+        "admin": admin,
+        "bed_manager": tokens.headers("bed_manager", "hosp"),
+        "theatre": tokens.headers("theatre_coordinator", "hosp"),
+        "hosp_doctor": tokens.headers("clinician", "hosp"),
+        "hosp_reader": tokens.headers("administrator", "hosp"),  # Booking.read, no patient data
+        "branch_manager": tokens.headers("bed_manager", "branch"),
+        "branch_theatre": tokens.headers("theatre_coordinator", "branch"),
+        "clinic_doctor": tokens.headers("clinician", "clinic"),
+    }

@@ -10,6 +10,9 @@ from sqlalchemy import text
 from carepool import __version__
 from carepool.api import admin, fhir, problems
 from carepool.booking import views as booking_views
+from carepool.booking.inpatient import views as inpatient_views
+from carepool.booking.referrals import views as referral_views
+from carepool.booking.surgery import views as surgery_views
 from carepool.catalog import views as catalog_views
 from carepool.core.db import make_engine, make_session_factory
 from carepool.core.settings import get_settings
@@ -44,6 +47,9 @@ def create_app(database_url: str | None = None, *, clock: Clock | None = None) -
     app.include_router(admin.router, prefix="/api/v1")
     app.include_router(catalog_views.router, prefix="/api/v1")
     app.include_router(booking_views.router, prefix="/api/v1")
+    app.include_router(inpatient_views.router, prefix="/api/v1")
+    app.include_router(surgery_views.router, prefix="/api/v1")
+    app.include_router(referral_views.routes, prefix="/api/v1")
     app.include_router(fhir.router, prefix="/fhir")
     app.include_router(web_views.router)
     return app

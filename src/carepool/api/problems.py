@@ -56,11 +56,12 @@ def _respond(
     detail: str,
     errors: list[FieldError] | None = None,
     extra: dict[str, Any] | None = None,
+    fhir_code: str | None = None,
 ) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if request.url.path.startswith("/fhir"):
         return JSONResponse(
-            operation_outcome(status, detail, errors),
+            operation_outcome(status, detail, errors, fhir_code),
             status_code=status,
             media_type="application/fhir+json",
             headers=headers,
@@ -114,7 +115,9 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, PermissionDenied):
             _audit_refusal(request, exc)
         errors = exc.errors if isinstance(exc, InvalidInput) else None
-        return _respond(request, exc.status, exc.title, exc.code, exc.detail, errors, exc.extra)
+        return _respond(
+            request, exc.status, exc.title, exc.code, exc.detail, errors, exc.extra, exc.fhir_code
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -19,15 +19,19 @@ class SlotTaken(Conflict):
 
 class HoldExpired(Conflict):
     code = "hold-expired"
+    fhir_code = "expired"
 
 
 class QuotaExhausted(Conflict):
     code = "quota-exhausted"
+    fhir_code = "business-rule"
 
 
 class InvalidTransition(Conflict):
     code = "invalid-transition"
+    fhir_code = "business-rule"
 
 
 class IdempotencyMismatch(Conflict):
     code = "idempotency-key-reused"
+    fhir_code = "duplicate"

@@ -32,6 +32,8 @@ class CarepoolError(Exception):
     status: int = 400
     title: str = "Bad request"
     code: str = "error"
+    # The FHIR OperationOutcome issue type (None: derived from the HTTP status).
+    fhir_code: str | None = None
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail)

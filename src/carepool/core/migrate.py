@@ -20,6 +20,13 @@ MODEL_MODULES = (
     "carepool.core.events",
     "carepool.catalog.models",
     "carepool.booking.models",
+    "carepool.booking.inpatient.models",
+    "carepool.booking.surgery.models",
+    "carepool.booking.referrals.models",
+    "carepool.booking.orders.models",
+    "carepool.records.models",
+    "carepool.terminology.models",
+    "carepool.ingest.models",
 )
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from carepool import __version__
 from carepool.api.deps import DbSession
 from carepool.catalog import service as catalog_service
+from carepool.catalog.codes import RESOURCE_TYPES
 from carepool.core import auth
 from carepool.demo.build import DEMO_USERS
 
@@ -47,6 +48,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "staff": "人员",
         "services": "服务项目",
         "wards": "病区",
+        "n_beds": "张床",
+        "n_ward": "个病区",
+        "n_wards": "个病区",
+        "bed_types": "床位类型",
         "overview": "资源概况",
         "members_by_kind": "成员单位",
         "name": "名称",
@@ -59,6 +64,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "closed": "停用",
         "wards_and_beds": "病区与床位",
         "sign_in": "如何登录",
+        "nav_sign_in": "登录方式",
         "sign_in_text": "API 使用 Bearer 令牌。用下面的命令为用户签发令牌（令牌不会显示在本页）：",
         "user": "用户名",
         "role": "角色",
@@ -75,6 +81,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "或用 carepool catalog import 导入目录文件。",
         "consortium_wide": "医共体",
         "in_service_of": "在用 / 总数",
+        "closed_note": "红色数字：在用床位 / 总床位（有停用床位的病区）。",
     },
     "en": {
         "title": "carepool — the consortium's resource pool",
@@ -89,6 +96,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "staff": "Staff",
         "services": "Services",
         "wards": "Wards",
+        "n_beds": "beds",
+        "n_ward": "ward",
+        "n_wards": "wards",
+        "bed_types": "Bed types",
         "overview": "What is there",
         "members_by_kind": "Members",
         "name": "Name",
@@ -101,6 +112,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "closed": "Closed",
         "wards_and_beds": "Wards and beds",
         "sign_in": "How to sign in",
+        "nav_sign_in": "Sign in",
         "sign_in_text": "The API takes bearer tokens. Issue one for a user with this command "
         "(this page never shows tokens):",
         "user": "User",
@@ -118,6 +130,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "a catalogue document with carepool catalog import.",
         "consortium_wide": "consortium",
         "in_service_of": "in service / all",
+        "closed_note": "Red: beds in service / all beds, where some beds are closed.",
     },
 }
 
@@ -156,6 +169,24 @@ ROLE_LABELS = {
     "data_steward": ("数据治理员", "data steward"),
     "viewer": ("只读用户", "viewer"),
 }
+
+
+def _where(building: str, floor: str, lang: str) -> str:
+    """Where a ward is: "A座 5楼" / "block A, floor 5" ("1号楼" / "building 1" for numbers)."""
+    if lang == "zh":
+        parts = [(f"{building}号楼" if building.isdigit() else f"{building}座") if building else ""]
+        parts.append(f"{floor}楼" if floor else "")
+        return " ".join(p for p in parts if p)
+    parts = [
+        (f"building {building}" if building.isdigit() else f"block {building}") if building else ""
+    ]
+    parts.append(f"floor {floor}" if floor else "")
+    return ", ".join(p for p in parts if p)
+
+
+def _type_label(code: str) -> tuple[str, str]:
+    en, zh = RESOURCE_TYPES.get(code.split(".", 1)[0], {}).get(code, (code, code))
+    return zh, en
 
 
 def _pick(pair: tuple[str, str], lang: str) -> str:
@@ -214,9 +245,12 @@ def landing_context(session: Session, lang: str) -> dict[str, Any]:
     per_member: Counter[tuple[str, str]] = Counter()
     beds_per_ward: Counter[str] = Counter()
     beds_in_service_per_ward: Counter[str] = Counter()
+    bed_types: Counter[str] = Counter()
     for kind in ("bed", "theatre", "modality", "staff"):
         for r in _all(session, "resource", {"kind": kind}):
             per_member[(r.institution_id, kind)] += 1
+            if kind == "bed":
+                bed_types[r.type_code] += 1
             if kind == "bed" and r.ward_id:
                 beds_per_ward[r.ward_id] += 1
                 beds_in_service_per_ward[r.ward_id] += r.status.value == "in_service"
@@ -241,39 +275,46 @@ def landing_context(session: Session, lang: str) -> dict[str, Any]:
             )
         )
 
-    wards_by_member: dict[str, list[WardRow]] = {}
+    wards_by_member: dict[str, list[tuple[tuple[str, int, str], WardRow]]] = {}
     departments = {d.id: d for d in _all(session, "department")}
+    campus_order = {c.id: i for i, c in enumerate(campuses)}
     for ward in _all(session, "ward"):
         name, other = _names(ward, lang)
         dept = departments.get(ward.department_id)
-        where = " · ".join(
-            p
-            for p in (
-                f"{ward.building}座" if lang == "zh" and ward.building else ward.building,
-                (f"{ward.floor}楼" if lang == "zh" else f"floor {ward.floor}")
-                if ward.floor
-                else "",
-            )
-            if p
+        campus_id = dept.campus_id if dept else ""
+        row = WardRow(
+            id=ward.id,
+            name=name,
+            other_name=other,
+            campus=campus_names.get(campus_id, ""),
+            kind=_pick(WARD_KIND_LABELS.get(ward.kind.value, (ward.kind, ward.kind)), lang),
+            where=_where(ward.building, ward.floor, lang),
+            beds=beds_per_ward[ward.id],
+            in_service=beds_in_service_per_ward[ward.id],
         )
-        wards_by_member.setdefault(ward.institution_id, []).append(
-            WardRow(
-                id=ward.id,
-                name=name,
-                other_name=other,
-                campus=campus_names.get(dept.campus_id, "") if dept else "",
-                kind=_pick(WARD_KIND_LABELS.get(ward.kind.value, (ward.kind, ward.kind)), lang),
-                where=where,
-                beds=beds_per_ward[ward.id],
-                in_service=beds_in_service_per_ward[ward.id],
-            )
+        order = (campus_id, campus_order.get(campus_id, 0), f"{ward.building}{ward.floor:>4}")
+        wards_by_member.setdefault(ward.institution_id, []).append((order, row))
+    ward_groups = []
+    for inst in institutions:
+        rows = [row for _order, row in sorted(wards_by_member.get(inst.id, []), key=lambda x: x[0])]
+        if not rows:
+            continue
+        by_campus: dict[str, list[WardRow]] = {}
+        for row in rows:
+            by_campus.setdefault(row.campus, []).append(row)
+        ward_groups.append(
+            {
+                "id": inst.id,
+                "name": _names(inst, lang)[0],
+                "beds": sum(r.beds for r in rows),
+                "wards": len(rows),
+                "campuses": [
+                    {"name": c, "beds": sum(r.beds for r in ws), "wards": ws}
+                    for c, ws in by_campus.items()
+                ],
+            }
         )
-    ward_groups = [
-        (inst.id, _names(inst, lang)[0], wards_by_member[inst.id])
-        for inst in institutions
-        if inst.id in wards_by_member
-    ]
-    ward_groups.sort(key=lambda g: (-sum(w.beds for w in g[2]), g[0]))
+    ward_groups.sort(key=lambda g: (-g["beds"], g["id"]))
 
     demo_names = {spec.username: spec for spec in DEMO_USERS}
     users = []
@@ -309,6 +350,10 @@ def landing_context(session: Session, lang: str) -> dict[str, Any]:
             "service": counts.get("service", 0),
             "ward": counts.get("ward", 0),
         },
+        "bed_types": [
+            (_pick(_type_label(code), lang), n)
+            for code, n in sorted(bed_types.items(), key=lambda x: (-x[1], x[0]))
+        ],
         "groups": [g for g in groups.values() if g.rows],
         "ward_groups": ward_groups,
         "users": users,

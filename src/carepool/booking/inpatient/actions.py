@@ -88,7 +88,9 @@ def _emit(session: Session, admission: Admission, what: str, **payload: Any) -> 
     )
 
 
-def _emit_bed(session: Session, bed_id: str, institution_id: str, what: str, **payload: Any) -> None:
+def _emit_bed(
+    session: Session, bed_id: str, institution_id: str, what: str, **payload: Any
+) -> None:
     events.emit(
         session,
         type=f"booking.bed.{what}",
@@ -314,9 +316,7 @@ def do_create_admission(
                 )
             )
     if errors:
-        raise InvalidInput(
-            f"the admission's target does not belong to {institution_id}", errors
-        )
+        raise InvalidInput(f"the admission's target does not belong to {institution_id}", errors)
     planned = max(planned_admit_at or now, now)
     admission = Admission(
         id="adm-" + uuid.uuid4().hex[:20],
@@ -413,9 +413,7 @@ def do_admit_patient(
                 reservation.start_at = now  # the stay starts when the patient arrives
                 session.flush()
         except IntegrityError as exc:
-            raise BedOccupied(
-                f"bed {target} is taken before the reserved time", taken=[]
-            ) from exc
+            raise BedOccupied(f"bed {target} is taken before the reserved time", taken=[]) from exc
     else:
         _claim_bed(
             session,

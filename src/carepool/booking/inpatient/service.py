@@ -245,7 +245,8 @@ def bed_refusals(
         )
     if check_target and admission.ward_id and bed.ward_id != admission.ward_id:
         reasons.append(
-            f"bed {bed.id} is in ward {bed.ward_id}; the admission asks for ward {admission.ward_id}"
+            f"bed {bed.id} is in ward {bed.ward_id}; "
+            f"the admission asks for ward {admission.ward_id}"
         )
     if (
         check_target
@@ -398,8 +399,7 @@ def assess_beds(
         .all()
     )
     wards = {
-        w.id: w
-        for w in session.scalars(select(Ward).where(Ward.id.in_({b.ward_id for b in beds})))
+        w.id: w for w in session.scalars(select(Ward).where(Ward.id.in_({b.ward_id for b in beds})))
     }
     clean = housekeeping(session, [b.id for b in beds])
     out: dict[str, Assessment] = {}
@@ -520,8 +520,7 @@ def bed_board(
     beds = list(session.scalars(stmt.order_by(Resource.ward_id, Resource.id)))
     views = bed_views(session, beds, now=now)
     ward_rows = {
-        w.id: w
-        for w in session.scalars(select(Ward).where(Ward.id.in_({b.ward_id for b in beds})))
+        w.id: w for w in session.scalars(select(Ward).where(Ward.id.in_({b.ward_id for b in beds})))
     }
     shown: set[str] = set()
     by_ward: dict[str, list[BedView]] = defaultdict(list)

@@ -56,7 +56,12 @@ TRANSITIONS: dict[str, tuple[frozenset[OrderStatus], OrderStatus, Party, str]] =
     "start": (frozenset({S.ROUTED, S.SCHEDULED}), S.IN_PROGRESS, Party.PERFORMER, "in_progress"),
     "complete": (frozenset({S.IN_PROGRESS}), S.COMPLETED, Party.PERFORMER, "completed"),
     "attach-result": (frozenset({S.COMPLETED}), S.COMPLETED, Party.PERFORMER, "result_attached"),
-    "cancel": (frozenset({S.PLACED, S.ROUTED, S.SCHEDULED}), S.CANCELLED, Party.EITHER, "cancelled"),
+    "cancel": (
+        frozenset({S.PLACED, S.ROUTED, S.SCHEDULED}),
+        S.CANCELLED,
+        Party.EITHER,
+        "cancelled",
+    ),
     # Driven by the order's appointment (see do_sync_order_from_appointment).
     "arrive": (frozenset({S.SCHEDULED}), S.IN_PROGRESS, Party.POOL, "in_progress"),
     "unschedule": (frozenset({S.SCHEDULED}), S.ROUTED, Party.POOL, "unscheduled"),
@@ -267,7 +272,9 @@ def do_place_order(
         status=S.PLACED,
         idempotency_key=idempotency_key,
         request_digest=request_digest,
-        history=[{"status": S.PLACED.value, "at": now.isoformat(), "by": actor.username, "note": ""}],
+        history=[
+            {"status": S.PLACED.value, "at": now.isoformat(), "by": actor.username, "note": ""}
+        ],
         created_at=now,
         updated_at=now,
     )

@@ -180,7 +180,8 @@ def can_see(principal: Principal, order: Order) -> bool:
     """The ordering member, the performing member and consortium-wide callers see it."""
     return principal.consortium_wide or (
         principal.institution_id is not None
-        and principal.institution_id in (order.ordering_institution_id, order.performing_institution_id)
+        and principal.institution_id
+        in (order.ordering_institution_id, order.performing_institution_id)
     )
 
 
@@ -200,7 +201,7 @@ def access_order_by_id(session: Session, principal: Principal, id: str) -> Order
     return order
 
 
-def _visible(principal: Principal) -> ColumnElement[bool] | None:
+def visible_to(principal: Principal) -> ColumnElement[bool] | None:
     if principal.consortium_wide:
         return None
     return or_(
@@ -231,7 +232,7 @@ def get_all_orders(
             institution=institution_id,
         )
     stmt = select(Order)
-    visible = _visible(principal)
+    visible = visible_to(principal)
     if visible is not None:
         stmt = stmt.where(visible)
     if mine is not None:
@@ -273,7 +274,7 @@ def awaiting_sync(session: Session, principal: Principal) -> list[Order]:
         .join(Appointment, Appointment.id == Order.appointment_id)
         .where(Order.status == OrderStatus.SCHEDULED, Appointment.status.in_(SETTLING))
     )
-    visible = _visible(principal)
+    visible = visible_to(principal)
     if visible is not None:
         stmt = stmt.where(visible)
     return list(session.scalars(stmt.order_by(Order.id)))

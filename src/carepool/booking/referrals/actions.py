@@ -61,8 +61,18 @@ TRANSITIONS: dict[str, tuple[frozenset[ReferralStatus], ReferralStatus, Party, s
     "book": (frozenset({S.ACCEPTED}), S.BOOKED, Party.SENDER, "booked"),
     "attend": (frozenset({S.BOOKED}), S.ATTENDED, Party.POOL, "attended"),
     "unbook": (frozenset({S.BOOKED}), S.ACCEPTED, Party.POOL, "unbooked"),
-    "return-report": (frozenset({S.ATTENDED}), S.REPORT_RETURNED, Party.RECEIVER, "report_returned"),
-    "cancel": (frozenset({S.REQUESTED, S.ACCEPTED, S.BOOKED}), S.CANCELLED, Party.EITHER, "cancelled"),
+    "return-report": (
+        frozenset({S.ATTENDED}),
+        S.REPORT_RETURNED,
+        Party.RECEIVER,
+        "report_returned",
+    ),
+    "cancel": (
+        frozenset({S.REQUESTED, S.ACCEPTED, S.BOOKED}),
+        S.CANCELLED,
+        Party.EITHER,
+        "cancelled",
+    ),
 }
 SYNC_ACTOR = Principal.system_actor("referral-sync")
 

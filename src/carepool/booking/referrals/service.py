@@ -53,7 +53,7 @@ def access_referral_by_id(session: Session, principal: Principal, id: str) -> Re
     return referral
 
 
-def _visible(principal: Principal) -> ColumnElement[bool] | None:
+def visible_to(principal: Principal) -> ColumnElement[bool] | None:
     if principal.consortium_wide:
         return None
     return or_(
@@ -87,7 +87,7 @@ def get_all_referrals(
             institution=institution_id,
         )
     stmt = select(Referral)
-    visible = _visible(principal)
+    visible = visible_to(principal)
     if visible is not None:
         stmt = stmt.where(visible)
     if mine is not None:
@@ -125,7 +125,7 @@ def awaiting_sync(
         .join(Appointment, Appointment.id == Referral.appointment_id)
         .where(Referral.status == ReferralStatus.BOOKED, Appointment.status.in_(SETTLING))
     )
-    visible = _visible(principal)
+    visible = visible_to(principal)
     if visible is not None:
         stmt = stmt.where(visible)
     if ids is not None:

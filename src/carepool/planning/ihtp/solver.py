@@ -70,6 +70,7 @@ class SolverParams:
     t_first: float = 60.0
     t_restart: float = 12.0
     t_end: float = 0.6
+    adapt: float = 1.2
     move_weights: Mapping[int, float] = field(default_factory=lambda: dict(MOVE_WEIGHTS))
 
 
@@ -217,6 +218,17 @@ def _mandatory_order(data: IhtpData, rng: np.random.Generator) -> np.ndarray:
     return keys.astype(np.int64)
 
 
+def _adapt_weights(lay: K.Layout, S: np.ndarray, hw: np.ndarray, factor: float) -> None:
+    """Raise the weight of every hard constraint still violated; relax towards the base when
+    feasible (strategic oscillation: long-lived violations become ever more expensive)."""
+    hard = K.components(lay, S)[1]
+    if hard.any():
+        grow = (hw * factor).astype(np.int64) + 1
+        np.copyto(hw, np.minimum(np.where(hard > 0, grow, hw), HARD_WEIGHTS * 1000))
+    else:
+        np.copyto(hw, np.maximum(HARD_WEIGHTS, (hw * 0.98).astype(np.int64)))
+
+
 def _move_cdf(weights: Mapping[int, float]) -> np.ndarray:
     w = np.array([float(weights.get(m, 0.0)) for m in range(K.N_MOVES)], dtype=np.float64)
     c = np.cumsum(w / w.sum())
@@ -356,6 +368,7 @@ def solve(
     bests = [_new_best(lay) for _ in range(threads)]
     rngs = [K.new_rng(seed * 7919 + 104729 * i + 1) for i in range(threads)]
     stats = [np.zeros((K.N_MOVES, 2), np.int64) for _ in range(threads)]
+    hws = [hw.copy() for _ in range(threads)]
 
     # Start solution: warm start and pinned decisions, then greedy for whatever is missing.
     S0 = states[0]
@@ -419,7 +432,9 @@ def solve(
                 tb = t_hi * (prm.t_end / t_hi) ** ((done + n) / length)
 
                 def run(i: int, n: int = n, ta: float = ta, tb: float = tb) -> None:
-                    K.anneal(lay, X, states[i], bests[i], rngs[i], n, ta, tb, hw, mcum, stats[i])
+                    K.anneal(
+                        lay, X, states[i], bests[i], rngs[i], n, ta, tb, hws[i], mcum, stats[i]
+                    )
 
                 if pool is None:
                     run(0)
@@ -427,6 +442,8 @@ def solve(
                     list(pool.map(run, range(threads)))
                 done += n
                 total += n * threads
+                for i in range(threads):
+                    _adapt_weights(lay, states[i], hws[i], prm.adapt)
                 refresh_best()
                 report(total)
                 if time.perf_counter() >= deadline:
@@ -442,7 +459,7 @@ def solve(
     if g_thread >= 0:
         src = bests[g_thread]
     else:  # no feasible state: return the least-penalised current state
-        pens = [K.objective(lay, X, st, hw)[1] for st in states]
+        pens = [K.objective(lay, X, st, HARD_WEIGHTS)[1] for st in states]
         src = states[int(np.argmin(pens))]
     sol = _arrays_to_solution(data, index, *K.decisions(lay, src))
     ev: Evaluation = evaluate(inst, sol)

@@ -1,0 +1,668 @@
+"""Ingest runs: feed bytes through a connector, standardise, store, count, dead-letter.
+
+A run is a long job, so unlike other actions it takes a session *factory* and commits in
+batches (it opens those transactions itself): progress is visible while it runs, memory stays
+flat, and a crash loses at most one batch (re-running is safe: storing is idempotent). Each unit
+is stored in a savepoint, so one bad record never takes its batch down; a unit with a rejected
+record goes to the dead-letter store with the reason and its original bytes. The run writes one
+audit row (the records carry provenance). Invariant: received = stored + duplicates + rejected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from carepool.catalog import service as catalog_service
+from carepool.catalog.codes import DEPARTMENT_CODES
+from carepool.core import audit, events
+from carepool.core.audit import AuditAction, AuditOutcome
+from carepool.core.auth import Principal
+from carepool.core.db import transaction
+from carepool.core.errors import Conflict, FieldError, InvalidInput, NotFound
+from carepool.core.time import utcnow
+from carepool.ingest import service as ingest_service
+from carepool.ingest.connectors import ParseOptions, Unit, connector_for, detect_format
+from carepool.ingest.connectors.tabular import load_mapping, parse_mapping
+from carepool.ingest.models import DeadLetter, DeadLetterStatus, IngestRun, RunStatus
+from carepool.records import actions as records_actions
+from carepool.records.actions import Outcome, StoreContext
+from carepool.records.schemas import (
+    EncounterIn,
+    ObservationIn,
+    ObservationStandard,
+    OrderIn,
+    RecordIn,
+    ReportIn,
+    Standard,
+)
+from carepool.terminology import actions as terminology_actions
+from carepool.terminology import service as terminology_service
+from carepool.terminology.resolver import DEPARTMENT, Terminology, UnmappedTerm
+
+ProgressFn = Callable[[int, int], None]
+
+FLAG_UNMAPPED_DEPARTMENT = "unmapped-department"
+
+
+@dataclass(frozen=True)
+class Input:
+    """One input of a run: a name (file name, `request`), its bytes, its format if known."""
+
+    name: str
+    data: bytes
+    format: str | None = None
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    institution_id: str
+    status: str = RunStatus.RUNNING.value
+    received: int = 0
+    stored: int = 0
+    updated: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    stubs: int = 0
+    by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
+    flags: dict[str, int] = field(default_factory=dict)
+    dead_letters: list[int] = field(default_factory=list)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def balanced(self) -> bool:
+        return self.received == self.stored + self.duplicates + self.rejected
+
+    def count(self, kind: str, what: str, n: int = 1) -> None:
+        per = self.by_kind.setdefault(kind, {})
+        per[what] = per.get(what, 0) + n
+
+    def as_dict(self) -> dict[str, Any]:
+        seconds = (
+            (self.finished_at - self.started_at).total_seconds()
+            if self.finished_at and self.started_at
+            else None
+        )
+        return {
+            "run_id": self.run_id,
+            "source": self.institution_id,
+            "status": self.status,
+            "received": self.received,
+            "stored": self.stored,
+            "updated": self.updated,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "stubs": self.stubs,
+            "balanced": self.balanced,
+            "by_kind": self.by_kind,
+            "flags": self.flags,
+            "dead_letters": self.dead_letters,
+            "inputs": self.inputs,
+            "seconds": seconds,
+        }
+
+
+# -- standardisation ------------------------------------------------------------------------------
+
+
+def standardise(
+    terminology: Terminology, member: str, record: RecordIn
+) -> tuple[Standard | None, list[UnmappedTerm]]:
+    """The standard form terminology gives a record, and the terms it did not know."""
+    if isinstance(record, ObservationIn):
+        std = terminology.standardise(
+            member,
+            record.codings,
+            text=record.text,
+            value=record.value_number,
+            unit=record.unit or None,
+            ref_low=record.ref_low,
+            ref_high=record.ref_high,
+        )
+        return (
+            Standard(
+                observation=ObservationStandard(
+                    loinc=std.loinc,
+                    display=std.display,
+                    original=std.original,
+                    value=std.value,
+                    unit=std.unit,
+                    ref_low=std.ref_low,
+                    ref_high=std.ref_high,
+                    flags=std.flags,
+                    note=std.note,
+                )
+            ),
+            std.unmapped,
+        )
+    if isinstance(record, EncounterIn):
+        code = record.department_code if record.department_code in DEPARTMENT_CODES else None
+        code = code or terminology.resolve_department(member, record.department_text)
+        if record.department_text and code is None:
+            term = UnmappedTerm(
+                DEPARTMENT, "", _fold(record.department_text), record.department_text, "name"
+            )
+            return Standard(department_code=None, flags=[FLAG_UNMAPPED_DEPARTMENT]), [term]
+        return Standard(department_code=code), []
+    if isinstance(record, ReportIn | OrderIn):
+        result = terminology.resolve_code(member, record.codings, record.text)
+        flags = [] if result.loinc or not record.codings else ["unmapped-code"]
+        return Standard(loinc=result.loinc, display=result.display, flags=flags), []
+    return None, []
+
+
+def _fold(text: str) -> str:
+    from carepool.terminology.seed import norm_text
+
+    return norm_text(text)
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    inputs: list[tuple[Input, str]]  # with their format
+    options: ParseOptions
+    dl_options: dict[str, Any]
+
+
+def _prepare(
+    session: Session,
+    *,
+    actor: Principal,
+    institution_id: str,
+    inputs: list[Input],
+    format: str | None,
+    mapping: str | None,
+    mapping_doc: dict[str, Any] | None,
+) -> _Plan:
+    actor.require_scope("Ingest", "write")
+    try:
+        catalog_service.get(session, kind="institution", id=institution_id)
+    except NotFound as exc:
+        raise InvalidInput(
+            f"source member {institution_id!r} is not an institution of the catalogue",
+            [FieldError("source", "not an institution id")],
+        ) from exc
+    actor.require_institution(institution_id, f"the records of {institution_id}")
+    if not inputs:
+        raise InvalidInput("nothing to ingest: give at least one input")
+    planned = []
+    for item in inputs:
+        fmt = item.format or format or detect_format(item.name, item.data)
+        connector_for(fmt)
+        planned.append((item, fmt))
+    if mapping:
+        load_mapping(mapping)  # refuse a bad mapping before the run starts
+    if mapping_doc is not None:
+        parse_mapping(mapping_doc, "the mapping document")
+    tz = ZoneInfo(catalog_service.consortium_timezone(session))
+    options = ParseOptions(timezone=tz, mapping=mapping, mapping_doc=mapping_doc)
+    dl_options: dict[str, Any] = {}
+    if mapping:
+        dl_options["mapping"] = mapping
+    if mapping_doc is not None:
+        dl_options["mapping_doc"] = mapping_doc
+    return _Plan(planned, options, dl_options)
+
+
+def _batches(plan: _Plan, batch_size: int) -> Iterator[list[tuple[Input, str, Unit]]]:
+    batch: list[tuple[Input, str, Unit]] = []
+    size = 0
+    for item, fmt in plan.inputs:
+        connector = connector_for(fmt)
+        try:
+            for unit in connector.units(item.data, source=item.name, options=plan.options):
+                batch.append((item, fmt, unit))
+                size += max(unit.received, 1)
+                if size >= batch_size:
+                    yield batch
+                    batch, size = [], 0
+        except InvalidInput as exc:
+            unit = Unit(position=item.name, raw=item.data, message=item.name)
+            unit.errors.append((item.name, exc.detail))
+            batch.append((item, fmt, unit))
+    if batch:
+        yield batch
+
+
+def _store_unit(
+    session: Session,
+    ctx: StoreContext,
+    unit: Unit,
+    prepared: list[tuple[RecordIn, Standard | None, str, str | None]],
+    summary: RunSummary,
+) -> list[str]:
+    """Store a unit's records in a savepoint; returns the reasons of records it had to reject."""
+
+    def store_all() -> list[tuple[Outcome, str, int]]:
+        out = []
+        for record, std, position, original in prepared:
+            stored = records_actions.store_record(
+                session,
+                ctx=ctx,
+                record=record,
+                standard=std,
+                message=unit.message,
+                position=position,
+                original=original,
+            )
+            out.append((stored.outcome, stored.kind, stored.stubs))
+        return out
+
+    results: list[tuple[Outcome, str, int]] | None = None
+    for _attempt in range(2):
+        try:
+            with session.begin_nested():
+                results = store_all()
+            break
+        except IntegrityError:
+            continue  # another writer stored the same natural key first: look again
+        except (SQLAlchemyError, ValueError, TypeError):
+            break
+    reasons: list[str] = []
+    if results is None:
+        # Store record by record, so only the records that fail are rejected.
+        results = []
+        for record, std, position, original in prepared:
+            try:
+                with session.begin_nested():
+                    stored = records_actions.store_record(
+                        session,
+                        ctx=ctx,
+                        record=record,
+                        standard=std,
+                        message=unit.message,
+                        position=position,
+                        original=original,
+                    )
+                results.append((stored.outcome, stored.kind, stored.stubs))
+            except (SQLAlchemyError, ValueError, TypeError) as exc:
+                summary.rejected += 1
+                summary.count(record.kind, "rejected")
+                reasons.append(f"{position}: cannot store the {record.kind}: {_short(exc)}")
+    for outcome, kind, stubs in results:
+        summary.stubs += stubs
+        if outcome is Outcome.DUPLICATE:
+            summary.duplicates += 1
+            summary.count(kind, "duplicates")
+        else:
+            summary.stored += 1
+            summary.count(kind, "stored")
+            if outcome is Outcome.UPDATED:
+                summary.updated += 1
+                summary.count(kind, "updated")
+    return reasons
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _dead_letter(
+    session: Session,
+    *,
+    run_id: str,
+    institution_id: str,
+    fmt: str,
+    source: str,
+    unit: Unit,
+    reasons: list[str],
+    rejected: int,
+    options: dict[str, Any],
+    retry_of: int | None,
+) -> int:
+    raw_hash = hashlib.sha256(unit.raw).hexdigest()
+    now = utcnow()
+    existing = session.scalar(
+        select(DeadLetter).where(
+            DeadLetter.institution_id == institution_id,
+            DeadLetter.format == fmt,
+            DeadLetter.raw_hash == raw_hash,
+        )
+    )
+    reason = "; ".join(reasons)
+    if existing is not None:
+        if retry_of is None:
+            existing.occurrences += 1
+        existing.last_seen_at = now
+        existing.reason = reason
+        existing.rejected = rejected
+        if existing.status is DeadLetterStatus.RESOLVED:
+            existing.status = DeadLetterStatus.OPEN
+        return existing.id
+    row = DeadLetter(
+        run_id=run_id,
+        institution_id=institution_id,
+        format=fmt,
+        source=source[:300],
+        position=unit.position[:300],
+        reason=reason,
+        rejected=rejected,
+        raw=unit.raw,
+        raw_hash=raw_hash,
+        options=options,
+        created_at=now,
+        last_seen_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def _process(
+    factory: sessionmaker[Session],
+    *,
+    run_id: str,
+    institution_id: str,
+    channel: str,
+    batch: list[tuple[Input, str, Unit]],
+    terminology: Terminology,
+    summary: RunSummary,
+    dl_options: dict[str, Any],
+    retry_of: int | None,
+) -> int:
+    received_at = utcnow()
+    consumed = 0
+    with transaction(factory) as session:
+        unmapped: list[UnmappedTerm] = []
+        for item, fmt, unit in batch:
+            consumed += len(unit.raw)
+            summary.received += unit.received
+            reasons = [f"{pos}: {why}" for pos, why in unit.errors]
+            rejected = len(unit.errors)
+            for _pos, _why in unit.errors:
+                summary.count("unit", "rejected")
+            summary.rejected += rejected
+            prepared = []
+            for parsed in unit.records:
+                std, terms = standardise(terminology, institution_id, parsed.record)
+                unmapped.extend(terms)
+                for flag in _flags(std):
+                    summary.flags[flag] = summary.flags.get(flag, 0) + 1
+                prepared.append((parsed.record, std, parsed.position, parsed.original))
+            ctx = StoreContext(
+                institution_id=institution_id,
+                run_id=run_id,
+                feed=fmt,
+                source=item.name,
+                received_at=received_at,
+            )
+            if prepared:
+                before = summary.rejected
+                reasons += _store_unit(session, ctx, unit, prepared, summary)
+                rejected += summary.rejected - before
+            if reasons:
+                dl_id = _dead_letter(
+                    session,
+                    run_id=run_id,
+                    institution_id=institution_id,
+                    fmt=fmt,
+                    source=item.name,
+                    unit=unit,
+                    reasons=reasons,
+                    rejected=rejected,
+                    options=dl_options,
+                    retry_of=retry_of,
+                )
+                if dl_id not in summary.dead_letters:
+                    summary.dead_letters.append(dl_id)
+        terminology_actions.note_unmapped(
+            session, institution_id=institution_id, terms=unmapped, seen_at=received_at
+        )
+        run = session.get(IngestRun, run_id)
+        assert run is not None
+        _copy_counts(run, summary)
+        run.units_done += len(batch)
+        run.bytes_done = min(run.bytes_total, run.bytes_done + consumed)
+        return run.bytes_done
+
+
+def _flags(std: Standard | None) -> Iterable[str]:
+    if std is None:
+        return ()
+    if std.observation is not None:
+        return std.observation.flags
+    return std.flags
+
+
+def _copy_counts(run: IngestRun, summary: RunSummary) -> None:
+    run.received = summary.received
+    run.stored = summary.stored
+    run.updated = summary.updated
+    run.duplicates = summary.duplicates
+    run.rejected = summary.rejected
+    run.stubs = summary.stubs
+    run.by_kind = {k: dict(v) for k, v in summary.by_kind.items()}
+    run.flags = dict(summary.flags)
+
+
+def do_ingest(
+    factory: sessionmaker[Session],
+    *,
+    actor: Principal,
+    institution_id: str,
+    inputs: list[Input],
+    format: str | None = None,
+    mapping: str | None = None,
+    mapping_doc: dict[str, Any] | None = None,
+    channel: str = "cli",
+    progress: ProgressFn | None = None,
+    batch_size: int = 500,
+    retry_of: int | None = None,
+) -> RunSummary:
+    """Ingest `inputs` as member `institution_id` (see the module docstring).
+
+    Refusals (scope, member, unknown format or mapping) raise before the run starts; after it has
+    started every problem with a record is counted as rejected and dead-lettered, and the run
+    always ends `succeeded` with balanced counters or `failed` with the error.
+    """
+    run_id = uuid.uuid4().hex
+    with transaction(factory) as session:
+        plan = _prepare(
+            session,
+            actor=actor,
+            institution_id=institution_id,
+            inputs=inputs,
+            format=format,
+            mapping=mapping,
+            mapping_doc=mapping_doc,
+        )
+        total = sum(len(item.data) for item, _fmt in plan.inputs)
+        described = [
+            {"name": item.name, "format": fmt, "bytes": len(item.data)}
+            for item, fmt in plan.inputs
+        ]
+        run = IngestRun(
+            id=run_id,
+            institution_id=institution_id,
+            actor=actor.username,
+            channel=channel,
+            inputs=described,
+            bytes_total=total,
+            started_at=utcnow(),
+        )
+        session.add(run)
+    summary = RunSummary(
+        run_id=run_id, institution_id=institution_id, inputs=described, started_at=run.started_at
+    )
+    try:
+        with factory() as session:
+            terminology = terminology_service.snapshot(session)
+        for batch in _batches(plan, batch_size):
+            done = _process(
+                factory,
+                run_id=run_id,
+                institution_id=institution_id,
+                channel=channel,
+                batch=batch,
+                terminology=terminology,
+                summary=summary,
+                dl_options=plan.dl_options,
+                retry_of=retry_of,
+            )
+            if progress is not None:
+                progress(done, total)
+    except Exception as exc:
+        _finish(factory, actor, summary, channel, error=f"{type(exc).__name__}: {exc}")
+        raise
+    _finish(factory, actor, summary, channel)
+    if progress is not None:
+        progress(total, total)
+    return summary
+
+
+def _finish(
+    factory: sessionmaker[Session],
+    actor: Principal,
+    summary: RunSummary,
+    channel: str,
+    *,
+    error: str = "",
+) -> None:
+    if not error and not summary.balanced:
+        error = (
+            f"counters do not add up: received {summary.received} != stored {summary.stored} "
+            f"+ duplicates {summary.duplicates} + rejected {summary.rejected}"
+        )
+    summary.status = (RunStatus.FAILED if error else RunStatus.SUCCEEDED).value
+    summary.finished_at = utcnow()
+    with transaction(factory) as session:
+        run = session.get(IngestRun, summary.run_id)
+        assert run is not None
+        _copy_counts(run, summary)
+        run.status = RunStatus(summary.status)
+        run.finished_at = summary.finished_at
+        run.bytes_done = run.bytes_total if not error else run.bytes_done
+        run.error = error
+        audit.record(
+            session,
+            actor=actor,
+            action=AuditAction.EXECUTE,
+            entity_type="ingest_run",
+            entity_id=summary.run_id,
+            entity_institution=summary.institution_id,
+            outcome=AuditOutcome.FAILED if error else AuditOutcome.SUCCESS,
+            after=summary.as_dict(),
+            detail=error or f"ingested {summary.received} records",
+            source=channel,
+        )
+        events.emit(
+            session,
+            type="ingest.run.finished",
+            entity_type="ingest_run",
+            entity_id=summary.run_id,
+            institution_id=summary.institution_id,
+            payload={
+                "status": summary.status,
+                "received": summary.received,
+                "stored": summary.stored,
+                "duplicates": summary.duplicates,
+                "rejected": summary.rejected,
+            },
+        )
+
+
+# -- dead letters ---------------------------------------------------------------------------------
+
+
+def do_retry_dead_letter(
+    factory: sessionmaker[Session],
+    *,
+    actor: Principal,
+    id: int,
+    channel: str = "cli",
+) -> tuple[DeadLetter, RunSummary]:
+    """Feed a dead letter's bytes through its connector again, as a run of its own.
+
+    Resolved when nothing is rejected this time; otherwise it stays open with the new reason.
+    """
+    with factory() as session:
+        letter = ingest_service.get_dead_letter(session, id=id)
+        actor.require_scope("Ingest", "write")
+        actor.require_institution(letter.institution_id, f"dead letter {id}")
+        if letter.status is not DeadLetterStatus.OPEN:
+            raise Conflict(f"dead letter {id} is {letter.status.value}; only open ones are retried")
+        data, fmt, source = letter.raw, letter.format, letter.source
+        institution_id, options = letter.institution_id, dict(letter.options or {})
+    summary = do_ingest(
+        factory,
+        actor=actor,
+        institution_id=institution_id,
+        inputs=[Input(name=f"{source} (dead letter {id})", data=data, format=fmt)],
+        mapping=options.get("mapping"),
+        mapping_doc=options.get("mapping_doc"),
+        channel=channel,
+        retry_of=id,
+    )
+    with transaction(factory) as session:
+        letter = ingest_service.get_dead_letter(session, id=id)
+        before = ingest_service.dead_letter_to_dict(letter)
+        letter.retry_count += 1
+        letter.retried_at = utcnow()
+        if summary.rejected == 0:
+            letter.status = DeadLetterStatus.RESOLVED
+            letter.resolved_at = letter.retried_at
+            letter.resolved_by_run = summary.run_id
+        audit.record(
+            session,
+            actor=actor,
+            action=AuditAction.UPDATE,
+            entity_type="dead_letter",
+            entity_id=str(id),
+            entity_institution=letter.institution_id,
+            before=before,
+            after=ingest_service.dead_letter_to_dict(letter),
+            detail=f"retried as run {summary.run_id}",
+            source=channel,
+        )
+    return letter, summary
+
+
+def do_discard_dead_letter(
+    session: Session, *, actor: Principal, id: int, channel: str = "cli"
+) -> DeadLetter:
+    """Mark a dead letter as not to be retried (it stays, with its bytes, for the record)."""
+    letter = ingest_service.get_dead_letter(session, id=id)
+    actor.require_scope("Ingest", "write")
+    actor.require_institution(letter.institution_id, f"dead letter {id}")
+    before = ingest_service.dead_letter_to_dict(letter)
+    letter.status = DeadLetterStatus.DISCARDED
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.UPDATE,
+        entity_type="dead_letter",
+        entity_id=str(id),
+        entity_institution=letter.institution_id,
+        before=before,
+        after=ingest_service.dead_letter_to_dict(letter),
+        source=channel,
+    )
+    return letter
+
+
+__all__ = [
+    "Counter",
+    "Input",
+    "RunSummary",
+    "do_discard_dead_letter",
+    "do_ingest",
+    "do_retry_dead_letter",
+    "standardise",
+]

@@ -25,7 +25,12 @@ def main() -> None:
         url = f"sqlite:///{tmp}/gen.db"
         upgrade(url)
         command.revision(
-            alembic_config(url), message=message, autogenerate=True, rev_id=rev_id, head=parent
+            alembic_config(url),
+            message=message,
+            autogenerate=True,
+            rev_id=rev_id,
+            head=parent,
+            splice=parent != "head",
         )
     (path,) = (MIGRATIONS_DIR / "versions").glob(f"{rev_id}_*.py")
     text = path.read_text().replace("astext_type=Text()", "astext_type=sa.Text()")

@@ -10,7 +10,10 @@ from carepool.catalog.cli import app as catalog_app
 from carepool.core import migrate
 from carepool.core.cli import DbOption, auth_app, db_app, resolve_url
 from carepool.core.settings import get_settings
+from carepool.demo.cli import demo
+from carepool.ingest.cli import app as ingest_app
 from carepool.planning.cli import app as ihtp_app
+from carepool.terminology.cli import app as terminology_app
 
 app = typer.Typer(
     name="carepool",
@@ -22,6 +25,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(auth_app, name="auth")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(ihtp_app, name="ihtp")
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(terminology_app, name="terminology")
+app.command("demo")(demo)
 
 
 @app.command()
@@ -40,6 +46,7 @@ def serve(
     url = resolve_url(db)
     migrate.upgrade(url)
     os.environ["CAREPOOL_DATABASE_URL"] = url
+    get_settings.cache_clear()  # the app (built on import below) must see --db
     uvicorn.run(
         "carepool.api.asgi:app",
         host=host or settings.host,

@@ -62,9 +62,7 @@ def _room(id: str, *, ward: str, capacity: int, campus: str = "hosp-main") -> di
     }
 
 
-def _staff(
-    id: str, role: str, *, skill: int, specialties: list[str], name: str
-) -> dict[str, Any]:
+def _staff(id: str, role: str, *, skill: int, specialties: list[str], name: str) -> dict[str, Any]:
     return {
         "id": id,
         "kind": "staff",
@@ -204,8 +202,12 @@ def ward_catalog() -> dict[str, Any]:
                 policy="same_sex_room",
                 features=["oxygen"],
             ),
-            _bed("hosp-r2-1", ward="hosp-surg", room="hosp-r2", policy="female", features=["oxygen"]),
-            _bed("hosp-r2-2", ward="hosp-surg", room="hosp-r2", policy="female", features=["oxygen"]),
+            _bed(
+                "hosp-r2-1", ward="hosp-surg", room="hosp-r2", policy="female", features=["oxygen"]
+            ),
+            _bed(
+                "hosp-r2-2", ward="hosp-surg", room="hosp-r2", policy="female", features=["oxygen"]
+            ),
             _bed("hosp-r3-1", ward="hosp-surg", room="hosp-r3", policy="male"),
             _bed(
                 "hosp-iso1",

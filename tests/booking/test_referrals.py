@@ -3,15 +3,21 @@ re-booking after a cancelled appointment, access, invalid transitions, FHIR Serv
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from carepool.booking.referrals import actions as referral_actions
+from carepool.booking.referrals import service as referral_service
+from carepool.booking.referrals.errors import ChangedConcurrently
 from carepool.core.audit import AuditOutcome, AuditRecord
+from carepool.core.auth import ROLE_SCOPES, Principal, Role
 from carepool.core.events import OutboxEvent
 from tests.booking.conftest import at
 
@@ -62,8 +68,9 @@ def test_full_path_seen_by_the_referring_clinic(
     assert _status_seen_by(client, hosp, rid, mine="received") == "requested"
     assert rid not in [
         i["id"]
-        for i in client.get("/api/v1/referrals", params={"mine": "received"}, headers=clinic)
-        .json()["items"]
+        for i in client.get(
+            "/api/v1/referrals", params={"mine": "received"}, headers=clinic
+        ).json()["items"]
     ]
 
     accepted = client.post(
@@ -213,7 +220,9 @@ def test_specialist_referral_accepted_with_a_service_and_rebooked_after_cancel(
     )
     assert accepted.status_code == 200 and accepted.json()["service_id"] == "cardio-consult"
     first = client.post(
-        f"/api/v1/referrals/{rid}/book", json={"start": at(2, 9)}, headers=clinic
+        f"/api/v1/referrals/{rid}/book",
+        json={"start": at(2, 9)},
+        headers={**clinic, "Idempotency-Key": "b-1"},
     ).json()
     assert first["status"] == "booked"
     apt = first["appointment_id"]
@@ -224,6 +233,12 @@ def test_specialist_referral_accepted_with_a_service_and_rebooked_after_cancel(
     back = client.get(f"/api/v1/referrals/{rid}", headers=clinic).json()
     assert back["status"] == "accepted" and back["appointment_id"] is None
     assert "doctor away" in back["history"][-1]["note"]
+    stale_key = client.post(
+        f"/api/v1/referrals/{rid}/book",
+        json={"start": at(2, 9)},
+        headers={**clinic, "Idempotency-Key": "b-1"},
+    )
+    assert stale_key.status_code == 409  # that key's appointment was cancelled: use a new one
     again = client.post(
         f"/api/v1/referrals/{rid}/book", json={"start": at(3, 9)}, headers=clinic
     ).json()
@@ -253,20 +268,18 @@ def test_invalid_transitions_and_inputs(client: TestClient, flows: Headers) -> N
         f"/api/v1/referrals/{rid}/book", json={"start": at(2, 9, 5)}, headers=clinic
     )
     assert premature.status_code == 409  # not accepted yet
-    report = client.post(
-        f"/api/v1/referrals/{rid}/report", json={"report_text": "x"}, headers=hosp
-    )
+    report = client.post(f"/api/v1/referrals/{rid}/report", json={"report_text": "x"}, headers=hosp)
     assert report.status_code == 409
-    assert client.post(f"/api/v1/referrals/{rid}/cancel", json={}, headers=clinic).status_code == 422
+    assert (
+        client.post(f"/api/v1/referrals/{rid}/cancel", json={}, headers=clinic).status_code == 422
+    )
     assert (
         client.post(
             f"/api/v1/referrals/{rid}/cancel", json={"reason": "better"}, headers=clinic
         ).status_code
         == 200
     )
-    assert (
-        client.post(f"/api/v1/referrals/{rid}/accept", json={}, headers=hosp).status_code == 409
-    )
+    assert client.post(f"/api/v1/referrals/{rid}/accept", json={}, headers=hosp).status_code == 409
     # Inputs: the same member, a service the receiver does not offer, no target at all.
     assert _refer(client, clinic, to_institution_id="clinic").status_code == 422
     not_offered = _refer(client, clinic, to_institution_id="town")
@@ -341,3 +354,41 @@ def test_fhir_search_by_patient_requester_performer_status_intent(
     bad = client.get("/fhir/ServiceRequest", params={"status": "booked"}, headers=hosp)
     assert bad.status_code == 400
     assert bad.json()["resourceType"] == "OperationOutcome"
+
+
+def test_two_members_changing_one_referral_at_once_one_wins(
+    client: TestClient, flows: Headers, sessions: sessionmaker[Session], db_url: str
+) -> None:
+    """Row versions: a write based on a stale read is refused (PostgreSQL; SQLite serialises
+    whole transactions, so there the second writer reads the first one's result)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite runs one writing transaction at a time (BEGIN IMMEDIATE)")
+    rid = _refer(client, flows["clinic_doctor"]).json()["id"]
+    hosp = Principal(
+        username="hosp-doc",
+        role=Role.CLINICIAN,
+        institution_id="hosp",
+        scopes=frozenset(ROLE_SCOPES[Role.CLINICIAN]),
+    )
+    clinic = Principal(
+        username="clinic-doc",
+        role=Role.CLINICIAN,
+        institution_id="clinic",
+        scopes=frozenset(ROLE_SCOPES[Role.CLINICIAN]),
+    )
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    late = sessions()
+    try:
+        stale = referral_service.access_referral_by_id(late, clinic, rid)  # read, then...
+        with sessions() as first, first.begin():
+            referral_actions.do_accept_referral(first, actor=hosp, now=now, id=rid)
+        assert stale.status.value == "requested"  # held: the identity map is weak
+        with pytest.raises(ChangedConcurrently):
+            referral_actions.do_cancel_referral(
+                late, actor=clinic, now=now, id=rid, reason="changed my mind"
+            )
+        late.rollback()
+    finally:
+        late.close()
+    seen = client.get(f"/api/v1/referrals/{rid}", headers=flows["clinic_doctor"]).json()
+    assert seen["status"] == "accepted"

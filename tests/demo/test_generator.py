@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from carepool.catalog import actions as catalog_actions
 from carepool.catalog import service as catalog_service
 from carepool.catalog.codes import DEPARTMENT_CODES
-from carepool.core.auth import Principal
+from carepool.core import auth
+from carepool.demo.build import DEMO_USERS, build_demo
 from carepool.demo.generator import ROSTER_WEEKS, generate, lead_clinic
 
 SEED = 20261128
@@ -122,9 +123,7 @@ def test_names_are_chinese_with_pinyin(doc: dict[str, Any]) -> None:
     for person in _by_kind(doc, "staff"):
         assert 2 <= len(person["name_zh"]) <= 3
         assert ascii_name.match(person["name"]), person["name"]
-    dr_li = next(
-        r for r in _by_kind(doc, "staff") if r["institution_id"] == lead_clinic(doc)
-    )
+    dr_li = next(r for r in _by_kind(doc, "staff") if r["institution_id"] == lead_clinic(doc))
     assert dr_li["name_zh"].startswith("李") and dr_li["name"].startswith("Li ")
 
 
@@ -160,9 +159,7 @@ def test_about_ten_theatres_and_imaging_where_it_belongs(doc: dict[str, Any]) ->
     assert {t["institution_id"] for t in theatres} == {"ch"} | {
         b["id"] for b in _institutions(doc, "branch_hospital")
     }
-    modalities = Counter(
-        (m["institution_id"], m["type_code"]) for m in _by_kind(doc, "modality")
-    )
+    modalities = Counter((m["institution_id"], m["type_code"]) for m in _by_kind(doc, "modality"))
     assert modalities[("ch", "modality.CT")] >= 2 and modalities[("ch", "modality.MR")] >= 1
     kinds = {i["id"]: i["kind"] for i in doc["institutions"]}
     for (member, type_code), _n in modalities.items():
@@ -196,9 +193,7 @@ def test_rosters_rotate_and_run_for_the_coming_weeks(doc: dict[str, Any]) -> Non
     monday = "2026-11-30"
     last = (date(2026, 11, 30) + timedelta(days=7 * ROSTER_WEEKS - 1)).isoformat()
     staff = {s["id"]: s for s in _by_kind(doc, "staff")}
-    rotating = [
-        r for r in doc["calendar_rules"] if r["label"] == "night" and r["cycle_days"] == 8
-    ]
+    rotating = [r for r in doc["calendar_rules"] if r["label"] == "night" and r["cycle_days"] == 8]
     assert len(rotating) >= 50
     assert {staff[r["resource_id"]]["role"] for r in rotating} == {"nurse"}
     assert len({r["anchor"] for r in rotating}) == 8  # staggered over the cycle
@@ -217,9 +212,7 @@ def test_opening_hours_for_modalities_and_clinics(doc: dict[str, Any]) -> None:
     assert mr["open"]["days"] == [0, 1, 2, 3, 4] and "valid_from" not in mr["open"]
     ct = _rules_of(doc, "ch-east-ct1")
     assert ct["day"]["days"] == list(range(7)) and ct["emergency"]["start"] == "20:00"
-    clinic_room = next(
-        r for r in _by_kind(doc, "room") if r["institution_id"] == lead_clinic(doc)
-    )
+    clinic_room = next(r for r in _by_kind(doc, "room") if r["institution_id"] == lead_clinic(doc))
     hours = _rules_of(doc, clinic_room["id"])
     assert (hours["am"]["end"], hours["pm"]["start"]) == ("11:30", "13:30")
 
@@ -282,17 +275,19 @@ def test_service_catalogue_is_offered_where_the_resources_are(doc: dict[str, Any
 
 @pytest.mark.slow
 def test_imports_with_no_error_and_exports_the_same_entries(
-    engine: Any, sessions: sessionmaker[Session], doc: dict[str, Any]
+    engine: Any, db_url: str, sessions: sessionmaker[Session], doc: dict[str, Any]
 ) -> None:
-    with sessions() as session, session.begin():
-        summary = catalog_actions.do_import_catalog(
-            session, actor=Principal.system_actor("test"), raw=doc, source="test"
-        )
-    assert summary.created["resource"] == len(doc["resources"])
-    assert summary.created["calendar_rule"] == len(doc["calendar_rules"])
+    """Through `build_demo`, which imports with `do_import_catalog` and adds the demo users."""
+    summary = build_demo(db_url, SEED, start_date=START)
+    created = summary.imported["created"]
+    assert created["resource"] == len(doc["resources"])
+    assert created["calendar_rule"] == len(doc["calendar_rules"])
+    assert summary.users_created == [spec.username for spec in DEMO_USERS]
     with sessions() as session:
         exported = catalog_service.export_document(session)
         assert catalog_service.counts(session)["resource.bed"] == len(_by_kind(doc, "bed"))
+        dr_li = auth.get_user(session, username="dr.li")
+        assert dr_li.institution_id == lead_clinic(doc) and "李" in dr_li.display_name
+    parsed = catalog_actions.parse_document(doc).model_dump(mode="json")
     for section in ("institutions", "wards", "resources", "calendar_exceptions", "services"):
-        ours = catalog_actions.parse_document(doc).model_dump(mode="json")[section]
-        assert sorted(ours, key=lambda e: e["id"]) == exported[section], section
+        assert sorted(parsed[section], key=lambda e: e["id"]) == exported[section], section

@@ -32,6 +32,7 @@ from carepool import __version__
 from carepool.api.deps import Caller, DbSession
 from carepool.api.problems import operation_outcome
 from carepool.booking import fhir as booking_fhir
+from carepool.booking.referrals import fhir as referral_fhir
 from carepool.catalog import fhir as catalog_fhir
 from carepool.core.auth import Principal
 from carepool.core.errors import FieldError, InvalidInput, NotFound
@@ -144,7 +145,7 @@ class FhirRegistry:
 
 
 REGISTRY = FhirRegistry()
-for _provider_ in (*catalog_fhir.PROVIDERS, *booking_fhir.PROVIDERS):
+for _provider_ in (*catalog_fhir.PROVIDERS, *booking_fhir.PROVIDERS, referral_fhir.PROVIDER):
     REGISTRY.register(_provider_)  # type: ignore[arg-type]
 
 

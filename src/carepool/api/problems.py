@@ -31,10 +31,10 @@ _FHIR_CODES = {
 
 
 def operation_outcome(
-    status: int, detail: str, errors: list[FieldError] | None = None
+    status: int, detail: str, errors: list[FieldError] | None = None, code: str | None = None
 ) -> dict[str, Any]:
     """A FHIR R4 OperationOutcome carrying the error and, per field, where it is."""
-    code = _FHIR_CODES.get(status, "exception")
+    code = code or _FHIR_CODES.get(status, "exception")
     issues: list[dict[str, Any]] = [{"severity": "error", "code": code, "diagnostics": detail}]
     for err in errors or []:
         issues.append(

@@ -292,7 +292,7 @@ def _give_back_quota(session: Session, appointment: Appointment) -> None:
     )
 
 
-def _check_orderable(session: Session, actor: Principal, service: Service) -> Institution | None:
+def check_orderable(session: Session, actor: Principal, service: Service) -> Institution | None:
     requester = session.get(Institution, actor.institution_id) if actor.institution_id else None
     if actor.consortium_wide:
         return requester
@@ -363,7 +363,7 @@ def do_create_appointment(
             f"{institution_id!r} does not offer {service_id!r}",
             [],
         )
-    requester = _check_orderable(session, actor, service)
+    requester = check_orderable(session, actor, service)
     policy = booking_service.policy_for(session, service_id)
     if start < now + timedelta(minutes=policy.min_notice_minutes):
         raise InvalidInput(

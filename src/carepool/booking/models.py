@@ -3,7 +3,7 @@
 A `ResourceClaim` is the one thing that makes a resource busy: appointments, admissions and
 surgery cases all claim resource time through it, and the database refuses two active claims on
 the same resource lane whose times overlap (an exclusion constraint on PostgreSQL, triggers on
-SQLite; migration 0003).
+SQLite; migration 0002).
 """
 
 from __future__ import annotations

@@ -34,13 +34,16 @@ _KIND_LABELS = {
 def demo(
     db: DbOption = None,
     seed: Annotated[
-        int | None, typer.Option(help="Seed of the generated consortium (default: settings)")
+        int | None,
+        typer.Option(help="Seed of the generated consortium (default: $CAREPOOL_DEMO_SEED)"),
     ] = None,
     no_serve: Annotated[
         bool, typer.Option("--no-serve", help="Build and report, but do not start the server")
     ] = False,
-    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
-    port: Annotated[int | None, typer.Option(help="Port")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default: 127.0.0.1)")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: 8000)")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Build the demo consortium (SQLite ./carepool.db by default), list it, then serve it."""

@@ -161,7 +161,7 @@ class WardPlan:
     bed_type: str = "bed.general"
     kind: str = "general"
     gender: str = "same_sex_room"
-    nurse_ratio: float = 0.22  # rostered nurses per bed
+    nurse_ratio: float = 0.18  # rostered nurses per bed
     clinic_rooms: int = 1  # outpatient consultation rooms of the department
     specialties: tuple[str, ...] = ()  # of the doctors (default: the department's code)
 
@@ -185,7 +185,7 @@ EAST_WARDS: Final = (
         (4, 5),
         bed_type="bed.maternity",
         gender="female",
-        nurse_ratio=0.3,
+        nurse_ratio=0.25,
         specialties=("05.02", "05.01"),
     ),
     WardPlan(
@@ -196,7 +196,7 @@ EAST_WARDS: Final = (
         (5, 6),
         bed_type="bed.paediatric",
         gender="mixed",
-        nurse_ratio=0.25,
+        nurse_ratio=0.2,
     ),
     WardPlan("ophth", "10", (12, 14), "surgeon", (3, 4)),
     WardPlan(
@@ -208,7 +208,7 @@ EAST_WARDS: Final = (
         bed_type="bed.icu",
         kind="icu",
         gender="mixed",
-        nurse_ratio=1.5,
+        nurse_ratio=1.2,
         clinic_rooms=0,
     ),
     WardPlan(
@@ -220,15 +220,15 @@ EAST_WARDS: Final = (
         bed_type="bed.observation",
         kind="emergency",
         gender="mixed",
-        nurse_ratio=0.6,
+        nurse_ratio=0.5,
         clinic_rooms=2,
     ),
 )
 
 WEST_WARDS: Final = (
     WardPlan("med", "03", (34, 40), "physician", (5, 6), specialties=("03", "03.04", "03.07")),
-    WardPlan("rehab", "20", (22, 28), "physician", (3, 4), nurse_ratio=0.18),
-    WardPlan("tcm", "50", (14, 18), "physician", (3, 4), nurse_ratio=0.18),
+    WardPlan("rehab", "20", (22, 28), "physician", (3, 4), nurse_ratio=0.15),
+    WardPlan("tcm", "50", (14, 18), "physician", (3, 4), nurse_ratio=0.15),
     WardPlan(
         "daysurg",
         "04",
@@ -250,7 +250,7 @@ BRANCH_THIRD_WARD: Final = (
         (2, 3),
         bed_type="bed.maternity",
         gender="female",
-        nurse_ratio=0.3,
+        nurse_ratio=0.25,
         specialties=("05.02", "05.01"),
     ),
     WardPlan(
@@ -262,7 +262,7 @@ BRANCH_THIRD_WARD: Final = (
         bed_type="bed.paediatric",
         gender="mixed",
     ),
-    WardPlan("rehab", "20", (12, 16), "physician", (2, 2), nurse_ratio=0.18),
+    WardPlan("rehab", "20", (12, 16), "physician", (2, 2), nurse_ratio=0.15),
 )
 
 
@@ -626,10 +626,11 @@ class _Generator:
         self.rules.append(entry)
 
     def clinic_hours(self, resource_id: str, *, saturday: bool) -> None:
-        self.rule(resource_id, "am", WEEKDAYS, "08:00", "11:30")
+        """Mornings and afternoons with a lunch break; Saturday mornings when `saturday`."""
+        self.rule(
+            resource_id, "am", WEEKDAYS + SATURDAY if saturday else WEEKDAYS, "08:00", "11:30"
+        )
         self.rule(resource_id, "pm", WEEKDAYS, "13:30", "17:00")
-        if saturday:
-            self.rule(resource_id, "sat-am", SATURDAY, "08:00", "11:30")
 
     def round_the_clock(self, resource_id: str) -> None:
         self.rule(resource_id, "day", EVERY_DAY, "08:00", "20:00")

@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from carepool.catalog import service as catalog_service
@@ -35,8 +35,7 @@ from carepool.ingest import service as ingest_service
 from carepool.ingest.connectors import ParseOptions, Unit, connector_for, detect_format
 from carepool.ingest.connectors.tabular import load_mapping, parse_mapping
 from carepool.ingest.models import DeadLetter, DeadLetterStatus, IngestRun, RunStatus
-from carepool.records import actions as records_actions
-from carepool.records.actions import Outcome, StoreContext
+from carepool.records.actions import Outcome, RecordStore, StoreContext
 from carepool.records.schemas import (
     EncounterIn,
     ObservationIn,
@@ -241,72 +240,85 @@ def _batches(plan: _Plan, batch_size: int) -> Iterator[list[tuple[Input, str, Un
 
 
 def _store_unit(
-    session: Session,
-    ctx: StoreContext,
+    store: RecordStore,
     unit: Unit,
     prepared: list[tuple[RecordIn, Standard | None, str, str | None]],
-    summary: RunSummary,
-) -> list[str]:
-    """Store a unit's records in a savepoint; returns the reasons of records it had to reject."""
+    counts: RunSummary,
+    *,
+    safe: bool,
+) -> tuple[list[str], bool]:
+    """Store a unit's records; returns the reasons for rejected ones and whether the store's
+    caches are still valid (False after a savepoint was rolled back).
 
-    def store_all() -> list[tuple[Outcome, str, int]]:
-        out = []
-        for record, std, position, original in prepared:
-            stored = records_actions.store_record(
-                session,
-                ctx=ctx,
-                record=record,
-                standard=std,
-                message=unit.message,
-                position=position,
-                original=original,
-            )
-            out.append((stored.outcome, stored.kind, stored.stubs))
-        return out
+    The fast path (`safe=False`) writes straight into the batch's transaction; the safe path
+    wraps the unit in a savepoint and, if that fails, retries record by record so that only the
+    records that fail are rejected.
+    """
+    session = store.session
 
-    results: list[tuple[Outcome, str, int]] | None = None
-    for _attempt in range(2):
+    def one(record: RecordIn, std: Standard | None, position: str, original: str | None) -> None:
+        stored = store.store(
+            record, standard=std, message=unit.message, position=position, original=original
+        )
+        counts.stubs += stored.stubs
+        if stored.outcome is Outcome.DUPLICATE:
+            counts.duplicates += 1
+            counts.count(stored.kind, "duplicates")
+        else:
+            counts.stored += 1
+            counts.count(stored.kind, "stored")
+            if stored.outcome is Outcome.UPDATED:
+                counts.updated += 1
+                counts.count(stored.kind, "updated")
+
+    if not safe:
+        for item in prepared:
+            one(*item)
+        return [], True
+    snapshot = _counters(counts)
+    try:
+        with session.begin_nested():
+            for item in prepared:
+                one(*item)
+        return [], True
+    except (SQLAlchemyError, ValueError, TypeError):
+        _restore(counts, snapshot)
+    reasons: list[str] = []
+    for record, std, position, original in prepared:
+        fresh = RecordStore(session, store.ctx)
+        snapshot = _counters(counts)
         try:
             with session.begin_nested():
-                results = store_all()
-            break
-        except IntegrityError:
-            continue  # another writer stored the same natural key first: look again
-        except (SQLAlchemyError, ValueError, TypeError):
-            break
-    reasons: list[str] = []
-    if results is None:
-        # Store record by record, so only the records that fail are rejected.
-        results = []
-        for record, std, position, original in prepared:
-            try:
-                with session.begin_nested():
-                    stored = records_actions.store_record(
-                        session,
-                        ctx=ctx,
-                        record=record,
-                        standard=std,
-                        message=unit.message,
-                        position=position,
-                        original=original,
-                    )
-                results.append((stored.outcome, stored.kind, stored.stubs))
-            except (SQLAlchemyError, ValueError, TypeError) as exc:
-                summary.rejected += 1
-                summary.count(record.kind, "rejected")
-                reasons.append(f"{position}: cannot store the {record.kind}: {_short(exc)}")
-    for outcome, kind, stubs in results:
-        summary.stubs += stubs
-        if outcome is Outcome.DUPLICATE:
-            summary.duplicates += 1
-            summary.count(kind, "duplicates")
-        else:
-            summary.stored += 1
-            summary.count(kind, "stored")
-            if outcome is Outcome.UPDATED:
-                summary.updated += 1
-                summary.count(kind, "updated")
-    return reasons
+                store = fresh
+                one(record, std, position, original)
+        except (SQLAlchemyError, ValueError, TypeError) as exc:
+            _restore(counts, snapshot)
+            counts.rejected += 1
+            counts.count(record.kind, "rejected")
+            reasons.append(f"{position}: cannot store the {record.kind}: {_short(exc)}")
+    return reasons, False
+
+
+def _counters(counts: RunSummary) -> tuple[Any, ...]:
+    return (
+        counts.stored,
+        counts.updated,
+        counts.duplicates,
+        counts.rejected,
+        counts.stubs,
+        {k: dict(v) for k, v in counts.by_kind.items()},
+    )
+
+
+def _restore(counts: RunSummary, snapshot: tuple[Any, ...]) -> None:
+    (
+        counts.stored,
+        counts.updated,
+        counts.duplicates,
+        counts.rejected,
+        counts.stubs,
+        counts.by_kind,
+    ) = snapshot
 
 
 def _short(exc: BaseException) -> str:
@@ -370,43 +382,95 @@ def _process(
     *,
     run_id: str,
     institution_id: str,
-    channel: str,
     batch: list[tuple[Input, str, Unit]],
     terminology: Terminology,
     summary: RunSummary,
     dl_options: dict[str, Any],
     retry_of: int | None,
 ) -> int:
+    """Store one batch in one transaction; on a database error, again unit by unit."""
+    try:
+        return _process_batch(
+            factory,
+            run_id=run_id,
+            institution_id=institution_id,
+            batch=batch,
+            terminology=terminology,
+            summary=summary,
+            dl_options=dl_options,
+            retry_of=retry_of,
+            safe=False,
+        )
+    except SQLAlchemyError:
+        return _process_batch(
+            factory,
+            run_id=run_id,
+            institution_id=institution_id,
+            batch=batch,
+            terminology=terminology,
+            summary=summary,
+            dl_options=dl_options,
+            retry_of=retry_of,
+            safe=True,
+        )
+
+
+def _process_batch(
+    factory: sessionmaker[Session],
+    *,
+    run_id: str,
+    institution_id: str,
+    batch: list[tuple[Input, str, Unit]],
+    terminology: Terminology,
+    summary: RunSummary,
+    dl_options: dict[str, Any],
+    retry_of: int | None,
+    safe: bool,
+) -> int:
     received_at = utcnow()
     consumed = 0
+    counts = RunSummary(run_id=run_id, institution_id=institution_id)
+    dead_letters: list[int] = []
     with transaction(factory) as session:
         unmapped: list[UnmappedTerm] = []
+        contexts: dict[tuple[str, str], StoreContext] = {}
+        prepared_units = []
         for item, fmt, unit in batch:
-            consumed += len(unit.raw)
-            summary.received += unit.received
-            reasons = [f"{pos}: {why}" for pos, why in unit.errors]
-            rejected = len(unit.errors)
-            for _pos, _why in unit.errors:
-                summary.count("unit", "rejected")
-            summary.rejected += rejected
             prepared = []
             for parsed in unit.records:
                 std, terms = standardise(terminology, institution_id, parsed.record)
                 unmapped.extend(terms)
                 for flag in _flags(std):
-                    summary.flags[flag] = summary.flags.get(flag, 0) + 1
+                    counts.flags[flag] = counts.flags.get(flag, 0) + 1
                 prepared.append((parsed.record, std, parsed.position, parsed.original))
-            ctx = StoreContext(
-                institution_id=institution_id,
-                run_id=run_id,
-                feed=fmt,
-                source=item.name,
-                received_at=received_at,
-            )
+            key = (item.name, fmt)
+            if key not in contexts:
+                contexts[key] = StoreContext(
+                    institution_id=institution_id,
+                    run_id=run_id,
+                    feed=fmt,
+                    source=item.name,
+                    received_at=received_at,
+                )
+            prepared_units.append((item, fmt, unit, prepared, key))
+        # One store per batch (its caches span the batch's inputs); its context names the input.
+        store = RecordStore(session, next(iter(contexts.values()), None) or StoreContext(""))
+        with session.no_autoflush:
+            store.prefetch([p[0] for *_x, prep, _k in prepared_units for p in prep])
+        for item, fmt, unit, prepared, key in prepared_units:
+            consumed += len(unit.raw)
+            counts.received += unit.received
+            reasons = [f"{pos}: {why}" for pos, why in unit.errors]
+            counts.rejected += len(unit.errors)
+            if unit.errors:
+                counts.count("unit", "rejected", len(unit.errors))
+            rejected_before = counts.rejected - len(unit.errors)
             if prepared:
-                before = summary.rejected
-                reasons += _store_unit(session, ctx, unit, prepared, summary)
-                rejected += summary.rejected - before
+                store.ctx = contexts[key]
+                more, still_valid = _store_unit(store, unit, prepared, counts, safe=safe)
+                reasons += more
+                if not still_valid:
+                    store = RecordStore(session, contexts[key])
             if reasons:
                 dl_id = _dead_letter(
                     session,
@@ -416,21 +480,47 @@ def _process(
                     source=item.name,
                     unit=unit,
                     reasons=reasons,
-                    rejected=rejected,
+                    rejected=counts.rejected - rejected_before,
                     options=dl_options,
                     retry_of=retry_of,
                 )
-                if dl_id not in summary.dead_letters:
-                    summary.dead_letters.append(dl_id)
+                if dl_id not in dead_letters and dl_id not in summary.dead_letters:
+                    dead_letters.append(dl_id)
         terminology_actions.note_unmapped(
             session, institution_id=institution_id, terms=unmapped, seen_at=received_at
         )
         run = session.get(IngestRun, run_id)
         assert run is not None
-        _copy_counts(run, summary)
+        total = _merged(summary, counts)
+        _copy_counts(run, total)
         run.units_done += len(batch)
         run.bytes_done = min(run.bytes_total, run.bytes_done + consumed)
-        return run.bytes_done
+        done = run.bytes_done
+    # Committed: only now do this batch's counts join the run's.
+    _merge_into(summary, counts)
+    summary.dead_letters.extend(dead_letters)
+    return done
+
+
+def _merged(summary: RunSummary, counts: RunSummary) -> RunSummary:
+    total = RunSummary(run_id=summary.run_id, institution_id=summary.institution_id)
+    _merge_into(total, summary)
+    _merge_into(total, counts)
+    return total
+
+
+def _merge_into(target: RunSummary, extra: RunSummary) -> None:
+    target.received += extra.received
+    target.stored += extra.stored
+    target.updated += extra.updated
+    target.duplicates += extra.duplicates
+    target.rejected += extra.rejected
+    target.stubs += extra.stubs
+    for kind, per in extra.by_kind.items():
+        for what, n in per.items():
+            target.count(kind, what, n)
+    for flag, n in extra.flags.items():
+        target.flags[flag] = target.flags.get(flag, 0) + n
 
 
 def _flags(std: Standard | None) -> Iterable[str]:
@@ -485,8 +575,7 @@ def do_ingest(
         )
         total = sum(len(item.data) for item, _fmt in plan.inputs)
         described = [
-            {"name": item.name, "format": fmt, "bytes": len(item.data)}
-            for item, fmt in plan.inputs
+            {"name": item.name, "format": fmt, "bytes": len(item.data)} for item, fmt in plan.inputs
         ]
         run = IngestRun(
             id=run_id,
@@ -509,7 +598,6 @@ def do_ingest(
                 factory,
                 run_id=run_id,
                 institution_id=institution_id,
-                channel=channel,
                 batch=batch,
                 terminology=terminology,
                 summary=summary,
@@ -604,7 +692,7 @@ def do_retry_dead_letter(
         factory,
         actor=actor,
         institution_id=institution_id,
-        inputs=[Input(name=f"{source} (dead letter {id})", data=data, format=fmt)],
+        inputs=[Input(name=source, data=data, format=fmt)],
         mapping=options.get("mapping"),
         mapping_doc=options.get("mapping_doc"),
         channel=channel,

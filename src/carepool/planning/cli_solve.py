@@ -74,7 +74,11 @@ def solve(
     """Solve an IHTC-2024 instance within a time limit and write the best feasible solution.
 
     Exit code 0 when a feasible solution was written, 1 when none was found (nothing is
-    written), 2 when an input file is malformed.
+    written), 2 when an input file is malformed. Same seed, thread count and --max-iterations
+    give the same solution; with only --time-limit the run is a prefix of that deterministic
+    trajectory, cut at the first epoch after the limit. Ctrl-C stops early and still writes the
+    best solution found. The first run on a machine compiles the numba kernels (~30 s, counted
+    in the time limit); later runs load them from the cache.
     """
     from carepool.planning.ihtp.solver import ProgressPoint
     from carepool.planning.ihtp.solver import solve as run_solver

@@ -13,11 +13,12 @@ from __future__ import annotations
 import enum
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from carepool.core.time import utcnow
@@ -151,80 +152,6 @@ def _provenance(
     )
 
 
-class _Stubs:
-    """Placeholders for referenced records that have not arrived (counted, not 'received')."""
-
-    def __init__(self, session: Session, ctx: StoreContext) -> None:
-        self.session = session
-        self.ctx = ctx
-        self.made = 0
-
-    def patient(self, ref: Ref | None) -> str | None:
-        if ref is None:
-            return None
-        pid = ref_id(self.ctx.institution_id, ref)
-        if self.session.get(Patient, pid) is None:
-            key = natural_key(self.ctx.institution_id, "patient", ref.system, ref.local_id)
-            self.session.add(
-                Patient(
-                    id=pid,
-                    natural_key=key,
-                    institution_id=self.ctx.institution_id,
-                    id_system=ref.system,
-                    local_id=ref.local_id,
-                    stub=True,
-                    content_hash=STUB_HASH,
-                )
-            )
-            self.session.flush()
-            self.made += 1
-        return pid
-
-    def encounter(self, ref: Ref | None, patient_id: str) -> str | None:
-        if ref is None:
-            return None
-        eid = ref_id(self.ctx.institution_id, ref)
-        if self.session.get(Encounter, eid) is None:
-            key = natural_key(self.ctx.institution_id, "encounter", ref.system, ref.local_id)
-            self.session.add(
-                Encounter(
-                    id=eid,
-                    natural_key=key,
-                    institution_id=self.ctx.institution_id,
-                    id_system=ref.system,
-                    local_id=ref.local_id,
-                    patient_id=patient_id,
-                    flags=["stub"],
-                    content_hash=STUB_HASH,
-                )
-            )
-            self.session.flush()
-            self.made += 1
-        return eid
-
-    def report(self, ref: Ref | None, patient_id: str) -> str | None:
-        if ref is None:
-            return None
-        rid = ref_id(self.ctx.institution_id, ref)
-        if self.session.get(DiagnosticReport, rid) is None:
-            key = natural_key(self.ctx.institution_id, "report", ref.system, ref.local_id)
-            self.session.add(
-                DiagnosticReport(
-                    id=rid,
-                    natural_key=key,
-                    institution_id=self.ctx.institution_id,
-                    id_system=ref.system,
-                    local_id=ref.local_id,
-                    patient_id=patient_id,
-                    flags=["stub"],
-                    content_hash=STUB_HASH,
-                )
-            )
-            self.session.flush()
-            self.made += 1
-        return rid
-
-
 def _apply_patient(obj: Patient, rec: PatientIn, ctx: StoreContext) -> None:
     obj.name = rec.name[:200]
     obj.family = rec.family[:100]
@@ -353,6 +280,217 @@ _MODELS: dict[str, Any] = {
 }
 
 
+@dataclass
+class _Planned:
+    record: RecordIn
+    key: str
+    id: str
+    content_hash: str
+
+
+_PARENTS = (("patient", Patient), ("encounter", Encounter), ("report", DiagnosticReport))
+
+
+class RecordStore:
+    """Stores incoming records of one member in the caller's transaction, fast.
+
+    `prefetch` looks up, in one query per kind, which of a batch's records and referenced
+    parents exist and with which content hash; `store` then decides insert / update / duplicate
+    without a query per record. Nothing is flushed here: relationships on the models let the
+    unit of work insert parents before children when the caller flushes or commits.
+    """
+
+    def __init__(self, session: Session, ctx: StoreContext) -> None:
+        self.session = session
+        self.ctx = ctx
+        self.known: dict[str, str] = {}  # record id -> content hash in the database or session
+        self.seen: set[tuple[str, str]] = set()  # (record id, content hash) received before
+        self.objects: dict[str, Any] = {}  # strong references to what this store touched
+        self._plans: dict[int, _Planned] = {}
+        self._looked_up: set[str] = set()
+        self.stubs = 0
+
+    def plan(self, record: RecordIn) -> _Planned:
+        planned = self._plans.get(id(record))
+        if planned is None:
+            content_hash = record.content_hash()
+            key = _key_of(self.ctx, record, content_hash)
+            planned = _Planned(record, key, id_for(record.kind, key), content_hash)
+            self._plans[id(record)] = planned
+        return planned
+
+    def prefetch(self, records: list[RecordIn]) -> None:
+        """Learn which of these records (and the parents they refer to) exist already."""
+        wanted: dict[str, set[str]] = {}
+        for record in records:
+            planned = self.plan(record)
+            wanted.setdefault(record.kind, set()).add(planned.id)
+            for attr in ("patient", "encounter", "report"):
+                ref = getattr(record, attr, None)
+                if ref is not None:
+                    wanted.setdefault(ref.kind, set()).add(ref_id(self.ctx.institution_id, ref))
+        changed: list[str] = []
+        for kind, ids in wanted.items():
+            ids = ids - self._looked_up - set(self.known)
+            if not ids:
+                continue
+            self._looked_up |= ids
+            model = _MODELS[kind]
+            for chunk in _chunks(sorted(ids), 500):
+                rows = self.session.execute(
+                    select(model.id, model.content_hash).where(model.id.in_(chunk))
+                )
+                for rid, content_hash in rows:
+                    self.known[rid] = content_hash
+        for record in records:
+            planned = self.plan(record)
+            current = self.known.get(planned.id)
+            if current is not None and current != planned.content_hash:
+                changed.append(planned.id)
+        for chunk in _chunks(sorted(set(changed)), 500):
+            rows = self.session.execute(
+                select(Provenance.record_id, Provenance.content_hash).where(
+                    Provenance.record_id.in_(chunk)
+                )
+            )
+            self.seen.update((rid, h) for rid, h in rows)
+
+    def _exists(self, kind: str, rid: str) -> bool:
+        if rid in self.known:
+            return True
+        if rid not in self._looked_up:
+            self._looked_up.add(rid)
+            model = _MODELS[kind]
+            found = self.session.scalar(select(model.content_hash).where(model.id == rid))
+            if found is not None:
+                self.known[rid] = found
+                return True
+        return False
+
+    def _stub(self, kind: str, ref: Ref | None, patient_id: str | None = None) -> str | None:
+        """The id of a referenced record, made as a placeholder if it has not arrived yet."""
+        if ref is None:
+            return None
+        rid = ref_id(self.ctx.institution_id, ref)
+        if self._exists(kind, rid):
+            return rid
+        key = natural_key(self.ctx.institution_id, kind, ref.system, ref.local_id)
+        common = {
+            "id": rid,
+            "natural_key": key,
+            "institution_id": self.ctx.institution_id,
+            "id_system": ref.system,
+            "local_id": ref.local_id,
+            "content_hash": STUB_HASH,
+        }
+        obj: Any
+        if kind == "patient":
+            obj = Patient(stub=True, **common)
+        elif kind == "encounter":
+            obj = Encounter(patient_id=patient_id, flags=["stub"], **common)
+        else:
+            obj = DiagnosticReport(patient_id=patient_id, flags=["stub"], **common)
+        self.session.add(obj)
+        self.objects[rid] = obj
+        self.known[rid] = STUB_HASH
+        self.stubs += 1
+        return rid
+
+    def store(
+        self,
+        record: RecordIn,
+        *,
+        standard: Standard | None = None,
+        message: str = "",
+        position: str = "",
+        original: str | None = None,
+    ) -> Stored:
+        """Insert, update or recognise one record (see the module docstring)."""
+        planned = self.plan(record)
+        rid, kind, content_hash = planned.id, record.kind, planned.content_hash
+        if not self._exists(kind, rid):
+            obj: Any = None
+        else:
+            current = self.known[rid]
+            if current == content_hash or (rid, content_hash) in self.seen:
+                return Stored(Outcome.DUPLICATE, kind, rid)
+            obj = self.objects.get(rid) or self.session.get(_MODELS[kind], rid)
+        stubs_before = self.stubs
+        now = utcnow()
+        is_new = obj is None
+        if obj is None:
+            obj = _MODELS[kind](
+                id=rid,
+                natural_key=planned.key,
+                institution_id=self.ctx.institution_id,
+                content_hash=content_hash,
+                created_at=now,
+                updated_at=now,
+            )
+            if kind == "other":
+                obj.local_id = (record.local_id or "")[:200]
+            else:
+                obj.id_system = record.system[:200]
+                obj.local_id = record.local_id
+        else:
+            obj.content_hash = content_hash
+            obj.updated_at = now
+        self.objects[rid] = obj
+        self.known[rid] = content_hash
+        self.seen.add((rid, content_hash))
+        if isinstance(record, PatientIn):
+            _apply_patient(obj, record, self.ctx)
+        elif isinstance(record, EncounterIn):
+            obj.patient_id = self._stub("patient", record.patient)
+            _apply_encounter(obj, record, standard)
+        elif isinstance(record, ReportIn):
+            obj.patient_id = self._stub("patient", record.patient)
+            obj.encounter_id = self._stub("encounter", record.encounter, obj.patient_id)
+            _apply_report(obj, record, standard)
+        elif isinstance(record, ObservationIn):
+            obj.patient_id = self._stub("patient", record.patient)
+            obj.encounter_id = self._stub("encounter", record.encounter, obj.patient_id)
+            obj.report_id = self._stub("report", record.report, obj.patient_id)
+            _apply_observation(obj, record, standard)
+        elif isinstance(record, OrderIn):
+            obj.patient_id = self._stub("patient", record.patient)
+            obj.encounter_id = self._stub("encounter", record.encounter, obj.patient_id)
+            _apply_order(obj, record, standard)
+        elif isinstance(record, OtherIn):
+            obj.kind = record.type_name[:80]
+            obj.patient_id = self._stub("patient", record.patient)
+            obj.body = record.body
+        if is_new:
+            self.session.add(obj)
+        if isinstance(record, ReportIn) and record.results:
+            self._link_results(rid, record.results)
+        _provenance(self.session, self.ctx, kind, rid, content_hash, message, position, original)
+        return Stored(
+            Outcome.STORED if is_new else Outcome.UPDATED, kind, rid, self.stubs - stubs_before
+        )
+
+    def _link_results(self, report_id: str, results: list[Ref]) -> None:
+        """Point already stored observations at the report that lists them."""
+        ids = [ref_id(self.ctx.institution_id, r) for r in results]
+        pending = [i for i in ids if i in self.objects]
+        for i in pending:
+            if self.objects[i].report_id is None:
+                self.objects[i].report_id = report_id
+        stored = [i for i in ids if i not in self.objects]
+        if stored:
+            self.session.execute(
+                update(Observation)
+                .where(Observation.id.in_(stored), Observation.report_id.is_(None))
+                .values(report_id=report_id)
+                .execution_options(synchronize_session=False)
+            )
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
 def store_record(
     session: Session,
     *,
@@ -363,70 +501,13 @@ def store_record(
     position: str = "",
     original: str | None = None,
 ) -> Stored:
-    """Insert, update or recognise one incoming record (see the module docstring)."""
-    content_hash = record.content_hash()
-    key = _key_of(ctx, record, content_hash)
-    kind = record.kind
-    rid = id_for(kind, key)
-    model = _MODELS[kind]
-    obj = session.get(model, rid)
-    if obj is not None and obj.content_hash == content_hash:
-        return Stored(Outcome.DUPLICATE, kind, rid)
-    stubs = _Stubs(session, ctx)
-    is_new = obj is None
-    now = utcnow()
-    if obj is None:
-        obj = model(
-            id=rid,
-            natural_key=key,
-            institution_id=ctx.institution_id,
-            content_hash=content_hash,
-            created_at=now,
-            updated_at=now,
-        )
-        if kind == "other":
-            obj.local_id = (record.local_id or "")[:200]
-        else:
-            obj.id_system = record.system[:200]
-            obj.local_id = record.local_id if record.local_id is not None else None
-    else:
-        obj.content_hash = content_hash
-        obj.updated_at = now
-    if isinstance(record, PatientIn):
-        _apply_patient(obj, record, ctx)
-    elif isinstance(record, EncounterIn):
-        obj.patient_id = stubs.patient(record.patient)
-        _apply_encounter(obj, record, standard)
-    elif isinstance(record, ReportIn):
-        obj.patient_id = stubs.patient(record.patient)
-        obj.encounter_id = stubs.encounter(record.encounter, obj.patient_id)
-        _apply_report(obj, record, standard)
-    elif isinstance(record, ObservationIn):
-        obj.patient_id = stubs.patient(record.patient)
-        obj.encounter_id = stubs.encounter(record.encounter, obj.patient_id)
-        obj.report_id = stubs.report(record.report, obj.patient_id)
-        _apply_observation(obj, record, standard)
-    elif isinstance(record, OrderIn):
-        obj.patient_id = stubs.patient(record.patient)
-        obj.encounter_id = stubs.encounter(record.encounter, obj.patient_id)
-        _apply_order(obj, record, standard)
-    elif isinstance(record, OtherIn):
-        obj.kind = f"{record.type_name}"[:80]
-        obj.patient_id = stubs.patient(record.patient)
-        obj.body = record.body
-    if is_new:
-        session.add(obj)
-    if kind in ("patient", "encounter", "report"):
-        session.flush()  # parents first: children in the same unit refer to them
-    if isinstance(record, ReportIn) and record.results:
-        ids = [ref_id(ctx.institution_id, r) for r in record.results]
-        session.execute(
-            update(Observation)
-            .where(Observation.id.in_(ids), Observation.report_id.is_(None))
-            .values(report_id=rid)
-        )
-    _provenance(session, ctx, kind, rid, content_hash, message, position, original)
-    return Stored(Outcome.STORED if is_new else Outcome.UPDATED, kind, rid, stubs.made)
+    """Store one record (a `RecordStore` of its own; batches should share one store)."""
+    store = RecordStore(session, ctx)
+    result = store.store(
+        record, standard=standard, message=message, position=position, original=original
+    )
+    session.flush()
+    return result
 
 
 def parse_date(value: str | None) -> date | None:

@@ -149,7 +149,7 @@ class Encounter(Base):
     natural_key: Mapped[str] = mapped_column(String(500), nullable=False, unique=True)
     institution_id: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
     id_system: Mapped[str] = mapped_column(String(200), nullable=False, default="")
-    local_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    local_id: Mapped[str | None] = mapped_column(String(200))
     patient_id: Mapped[str] = mapped_column(
         ForeignKey("patient.id", ondelete="CASCADE"), nullable=False, index=True
     )
@@ -167,6 +167,9 @@ class Encounter(Base):
     department_code: Mapped[str | None] = mapped_column(String(16), index=True)
     location: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     last_event: Mapped[str] = mapped_column(String(20), nullable=False, default="")
+    # Relationships exist so the unit of work inserts parents first; records are written and
+    # read through ids, never through these attributes.
+    patient: Mapped[Patient] = relationship(lazy="raise")
     flags: Mapped[list[str]] = mapped_column(JsonType, nullable=False, default=list)
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
@@ -180,7 +183,7 @@ class DiagnosticReport(Base):
     natural_key: Mapped[str] = mapped_column(String(500), nullable=False, unique=True)
     institution_id: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
     id_system: Mapped[str] = mapped_column(String(200), nullable=False, default="")
-    local_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    local_id: Mapped[str | None] = mapped_column(String(200))
     patient_id: Mapped[str] = mapped_column(
         ForeignKey("patient.id", ondelete="CASCADE"), nullable=False, index=True
     )
@@ -199,6 +202,8 @@ class DiagnosticReport(Base):
     effective_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
     issued_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     conclusion: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    patient: Mapped[Patient] = relationship(lazy="raise")
+    encounter: Mapped[Encounter | None] = relationship(lazy="raise")
     flags: Mapped[list[str]] = mapped_column(JsonType, nullable=False, default=list)
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
@@ -261,9 +266,10 @@ class Observation(Base):
     flags: Mapped[list[str]] = mapped_column(JsonType, nullable=False, default=list)
     note: Mapped[str] = mapped_column(String(500), nullable=False, default="")
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
-    standardised_at: Mapped[datetime] = mapped_column(
-        UtcDateTime(), nullable=False, default=utcnow
-    )
+    standardised_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
+    patient: Mapped[Patient] = relationship(lazy="raise")
+    encounter: Mapped[Encounter | None] = relationship(lazy="raise")
+    report: Mapped[DiagnosticReport | None] = relationship(lazy="raise")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
 
@@ -277,7 +283,7 @@ class ClinicalOrder(Base):
     natural_key: Mapped[str] = mapped_column(String(500), nullable=False, unique=True)
     institution_id: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
     id_system: Mapped[str] = mapped_column(String(200), nullable=False, default="")
-    local_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    local_id: Mapped[str | None] = mapped_column(String(200))
     patient_id: Mapped[str] = mapped_column(
         ForeignKey("patient.id", ondelete="CASCADE"), nullable=False, index=True
     )
@@ -295,6 +301,8 @@ class ClinicalOrder(Base):
     original_text: Mapped[str] = mapped_column(String(300), nullable=False, default="")
     priority: Mapped[str] = mapped_column(String(20), nullable=False, default="")
     ordered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    patient: Mapped[Patient] = relationship(lazy="raise")
+    encounter: Mapped[Encounter | None] = relationship(lazy="raise")
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
@@ -314,6 +322,7 @@ class OtherRecord(Base):
         ForeignKey("patient.id", ondelete="CASCADE"), index=True
     )
     body: Mapped[dict[str, Any]] = mapped_column(JsonType, nullable=False)
+    patient: Mapped[Patient | None] = relationship(lazy="raise")
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)

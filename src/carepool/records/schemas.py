@@ -45,6 +45,8 @@ class Identifier:
 def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
     return str(value)
 
 
@@ -55,7 +57,8 @@ class _RecordIn:
     local_id: str | None
 
     def content(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The record's fields, shallow (bodies are hashed as they are, not copied)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def content_hash(self) -> str:
         text = json.dumps(self.content(), sort_keys=True, default=_jsonable, ensure_ascii=False)

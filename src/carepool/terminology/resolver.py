@@ -56,10 +56,11 @@ class MapLayer:
 
 @dataclass(frozen=True)
 class CodeResult:
-    loinc: str | None
+    loinc: str | None  # the analyte's code (equivalents folded in)
     display: str
     original: Coding
     via: str  # "loinc", "map:<scope>", "name:<scope>", "seed", "" (unmapped)
+    matched: str | None = None  # the code before folding (its molar mass applies)
 
 
 @dataclass
@@ -82,7 +83,7 @@ def _round(value: float) -> float:
     """Drop binary noise from conversions (12 significant digits are more than any lab has)."""
     if value == 0 or not math.isfinite(value):
         return value
-    digits = 12 - int(math.floor(math.log10(abs(value)))) - 1
+    digits = 12 - math.floor(math.log10(abs(value))) - 1
     return round(value, max(digits, 0))
 
 
@@ -133,7 +134,7 @@ class Terminology:
         for c in codings:
             if is_loinc_system(c.system) and is_loinc_code(c.code):
                 loinc, _ = self.canonical(c.code.strip())
-                return CodeResult(loinc, self.display(loinc) or c.text, c, "loinc")
+                return CodeResult(loinc, self.display(loinc) or c.text, c, "loinc", c.code.strip())
         for c in codings:
             if not c.code:
                 continue
@@ -144,7 +145,9 @@ class Terminology:
                     if target is None:
                         return CodeResult(None, c.text, c, f"map:{scope}")
                     loinc, _ = self.canonical(target)
-                    return CodeResult(loinc, self.display(loinc) or c.text, c, f"map:{scope}")
+                    return CodeResult(
+                        loinc, self.display(loinc) or c.text, c, f"map:{scope}", target
+                    )
         names = [(c, c.text) for c in codings if c.text]
         if text:
             names.append((first, text))
@@ -152,19 +155,22 @@ class Terminology:
             if c.code and not (is_loinc_system(c.system) and is_loinc_code(c.code)):
                 names.append((c, c.code))  # a local code that is really a name ("Hb")
         for c, name in names:
-            key = norm_text(name)
-            if not key:
+            folded = norm_text(name)
+            if not folded:
                 continue
             for scope, layer in self._layers(CODE, member):
-                if key in layer.by_name:
-                    target = layer.by_name[key]
+                if folded in layer.by_name:
+                    target = layer.by_name[folded]
                     if target is None:
                         return CodeResult(None, c.text, c, f"name:{scope}")
                     loinc, _ = self.canonical(target)
-                    return CodeResult(loinc, self.display(loinc) or c.text, c, f"name:{scope}")
-            if key in self.seed.names:
-                loinc = self.seed.names[key]
-                return CodeResult(loinc, self.display(loinc), c, "seed")
+                    return CodeResult(
+                        loinc, self.display(loinc) or c.text, c, f"name:{scope}", target
+                    )
+            if folded in self.seed.names:
+                matched = self.seed.names[folded]
+                loinc, _ = self.canonical(matched)
+                return CodeResult(loinc, self.display(loinc), c, "seed", matched)
         return CodeResult(None, first.text or text, first, "")
 
     # -- units ----------------------------------------------------------------------------------
@@ -242,7 +248,7 @@ class Terminology:
         if value is None:
             return result
         analyte = self.seed.analytes.get(code.loinc) if code.loinc else None
-        if analyte is None:
+        if analyte is None or not analyte.unit:
             # No canonical unit known: keep the value in the unit as sent (made UCUM if we can).
             if unit and unit.strip() and ucum is None:
                 flags.append(FLAG_UNMAPPED_UNIT)
@@ -251,8 +257,7 @@ class Terminology:
             result.ref_low, result.ref_high = ref_low, ref_high
             result.note = "; ".join(notes)
             return result
-        source_code = code.original.code.strip() if code.via == "loinc" else analyte.loinc
-        _, molar_mass = self.canonical(source_code)
+        _, molar_mass = self.canonical(code.matched or analyte.loinc)
         if ucum is None:
             flags.append(FLAG_UNMAPPED_UNIT)
             notes.append(

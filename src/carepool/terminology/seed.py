@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from carepool.catalog.codes import DEPARTMENT_CODES
-from carepool.terminology.units import normalise_unit
+from carepool.terminology.units import exact_key
 
 LOINC_SYSTEMS = frozenset(
     {
@@ -78,8 +78,8 @@ class Seed:
     analytes: dict[str, Analyte]
     # any LOINC code of an analyte (canonical or equivalent) -> (canonical code, molar mass)
     equivalents: dict[str, tuple[str, float | None]]
-    names: dict[str, str]  # norm_text(name) -> canonical LOINC
-    units: dict[str, str]  # normalise_unit(spelling) -> UCUM
+    names: dict[str, str]  # norm_text(name) -> LOINC (canonical, or an equivalent)
+    units: dict[str, str]  # exact_key(spelling) -> UCUM
     departments: dict[str, str]  # norm_text(name) -> department code
     department_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -102,9 +102,11 @@ def load_seed() -> Seed:
         loinc = str(entry["loinc"])
         molar_mass = entry.get("molar_mass")
         eq_codes: list[str] = []
+        eq_names: list[tuple[str, str]] = []
         for eq in entry.get("equivalents") or []:
             if isinstance(eq, dict):
                 code, mm = str(eq["loinc"]), eq.get("molar_mass", molar_mass)
+                eq_names += [(str(n), code) for n in eq.get("names") or []]
             else:
                 code, mm = str(eq), molar_mass
             eq_codes.append(code)
@@ -125,7 +127,9 @@ def load_seed() -> Seed:
         for name in (*analyte.names, analyte.display, analyte.display_zh):
             if name:
                 names.setdefault(norm_text(name), loinc)
-    units = {normalise_unit(k): str(v) for k, v in _read("units.yaml")["units"].items()}
+        for name, code in eq_names:  # names of an equivalent point at it (its molar mass)
+            names.setdefault(norm_text(name), code)
+    units = {exact_key(str(k)): str(v) for k, v in _read("units.yaml")["units"].items()}
     departments: dict[str, str] = {}
     department_names: dict[str, tuple[str, ...]] = {}
     for code, (en, zh) in DEPARTMENT_CODES.items():

@@ -53,9 +53,7 @@ def snapshot(session: Session) -> Terminology:
             layer.by_code[(row.source_system, row.source)] = row.target
         else:
             layer.by_name[row.source] = row.target
-    return Terminology(
-        seed=load_seed(), maps=maps, member_departments=_member_departments(session)
-    )
+    return Terminology(seed=load_seed(), maps=maps, member_departments=_member_departments(session))
 
 
 def get_map(session: Session, *, kind: MapKind, scope: str = GLOBAL) -> TermMap | None:

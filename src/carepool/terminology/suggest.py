@@ -106,7 +106,7 @@ def suggest(
     best: dict[str, Suggestion] = {}
     for q in queries:
         for _choice, score, index in process.extract(
-            q, keys, scorer=_score, limit=limit * 8, score_cutoff=40
+            q, keys, scorer=_score, limit=limit * 8, score_cutoff=55
         ):
             target, display, name = meta[index]
             if target not in best or score > best[target].score:

@@ -18,8 +18,8 @@ from typing import Any
 __all__ = [
     "Conversion",
     "UnitError",
-    "convert",
     "conversion",
+    "convert",
     "normalise_unit",
     "to_ucum",
 ]
@@ -137,11 +137,16 @@ def _plain(text: str) -> str:
     return unicodedata.normalize("NFKC", text)
 
 
-def _key(text: str) -> str:
-    """Fold a unit string for synonym lookup: NFKC, micro signs to `u`, no spaces, lower case."""
+def exact_key(text: str) -> str:
+    """A unit string tidied but not case-folded: NFKC, micro signs to `u`, no spaces."""
     text = _plain(text)
     text = text.replace("µ", "u").replace("μ", "u").replace("×", "x")
-    return re.sub(r"\s+", "", text).casefold()
+    return re.sub(r"\s+", "", text)
+
+
+def _key(text: str) -> str:
+    """Fold a unit string for synonym lookup: `exact_key`, then lower case."""
+    return exact_key(text).casefold()
 
 
 def normalise_unit(text: str) -> str:
@@ -173,27 +178,42 @@ def is_ucum(code: str) -> bool:
 def to_ucum(text: str | None, synonyms: dict[str, str] | None = None) -> str | None:
     """The UCUM code for a local unit string, or None when it cannot be read.
 
-    Looks in `synonyms` (keys from `normalise_unit`) and the built-in list first, then accepts the
-    string when it already is valid UCUM, then tries `x10^9/L`-style powers of ten.
+    `synonyms` maps `exact_key` spellings to UCUM. Order: a synonym spelled exactly so; a
+    `x10^9/L`-style power of ten; the string itself when it is valid UCUM (case matters in UCUM:
+    `Mg` is a megagram); last, synonyms and the built-in list compared without case.
     """
     if text is None:
         return None
     raw = text.strip()
     if not raw:
         return None
-    key = _key(raw)
-    for table in (synonyms or {}, _BUILTIN_SYNONYMS):
-        if key in table:
-            return table[key]
-    candidate = _plain(raw).replace("µ", "u").replace("μ", "u").replace("×", "x")
-    candidate = candidate.replace(" ", "")
+    candidate = exact_key(raw)
+    table = synonyms or {}
+    if candidate in table:
+        return table[candidate]
     match = _POWER.match(candidate)
     if match:
         rest = match.group(2)
         rest_code = _BUILTIN_SYNONYMS.get(_key(rest), rest)
         code = f"10*{match.group(1)}{rest_code}"
         return code if is_ucum(code) else None
-    return candidate if is_ucum(candidate) else None
+    folded = candidate.casefold()
+    if is_ucum(candidate):
+        canonical = _BUILTIN_SYNONYMS.get(folded)
+        if canonical and canonical != candidate and _same(candidate, canonical):
+            return canonical  # `g/dl` is valid UCUM too; file it as the usual `g/dL`
+        return candidate
+    for key, value in table.items():
+        if key.casefold() == folded:
+            return value
+    return _BUILTIN_SYNONYMS.get(folded)
+
+
+def _same(a: str, b: str) -> bool:
+    try:
+        return conversion(a, b) == Conversion(1.0)
+    except UnitError:
+        return False
 
 
 _MASS = "[mass] / [length] ** 3"
@@ -219,6 +239,7 @@ def conversion(source: str, target: str, molar_mass: float | None = None) -> Con
     src_dim, dst_dim = str(src.dimensionality), str(dst.dimensionality)
     try:
         if src_dim == dst_dim:
+
             def at(x: float) -> float:
                 q = ureg.Quantity(x * float(src.magnitude), src.units)
                 return float(q.to(dst.units).magnitude) / float(dst.magnitude)

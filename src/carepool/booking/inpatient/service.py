@@ -393,11 +393,12 @@ def assess_beds(
     by_bed: dict[str, list[Holder]] = defaultdict(list)
     for h in holders:
         by_bed[h.claim.resource_id].append(h)
-    room_of = dict(
-        session.execute(select(Resource.id, Resource.room_id).where(Resource.id.in_(all_ids)))
-        .tuples()
-        .all()
-    )
+    room_of: dict[str, str | None] = {
+        rid: room
+        for rid, room in session.execute(
+            select(Resource.id, Resource.room_id).where(Resource.id.in_(all_ids))
+        )
+    }
     wards = {
         w.id: w for w in session.scalars(select(Ward).where(Ward.id.in_({b.ward_id for b in beds})))
     }
@@ -587,8 +588,8 @@ def bed_options(
     """Suitable beds for the admission, best first, and why the others were left out.
 
     Best = wastes the least: fewest unused features (keep ventilators and isolation for those who
-    need them), single-sex beds before mixed ones, rooms that already hold patients of the same
-    sex before empty rooms (empty rooms stay open for either sex), then by id.
+    need them), then beds joining patients already in their room before beds alone (empty rooms
+    stay open for either sex), then single-sex beds before mixed ones, then by id.
     """
     start = max(admission.planned_admit_at, now)
     stmt = select(Resource).where(
@@ -616,7 +617,7 @@ def bed_options(
             continue
         unused = sorted(set(bed.features or []) - needed)
         mixed = int(bed.gender_policy in (GenderPolicy.MIXED, GenderPolicy.SAME_SEX_ROOM))
-        empty_room = int(bool(bed.room_id) and a.roommates == 0)
+        alone = int(a.roommates == 0)
         why = []
         if unused:
             why.append(f"unused features: {', '.join(unused)}")
@@ -628,7 +629,7 @@ def bed_options(
             )
         ranked.append(
             (
-                (len(unused), empty_room, mixed, bed.id),
+                (len(unused), alone, mixed, bed.id),
                 {
                     "bed_id": bed.id,
                     "name": bed.name,

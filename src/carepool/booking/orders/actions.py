@@ -240,7 +240,7 @@ def do_place_order(
             f"{service_id} is a {svc.category.value} service; orders are for lab tests and exams",
             [FieldError("body:service_id", "a service of category lab or imaging")],
         )
-    booking_actions._check_orderable(session, actor, svc)
+    booking_actions.check_orderable(session, actor, svc)
     ordering: Institution = known(session, "institution", orderer, "body:ordering_institution_id")
     if target_institution_id:
         known(session, "institution", target_institution_id, "body:target_institution_id")
@@ -361,6 +361,7 @@ def do_schedule_order(
     """Schedule a routed order: with `start`, an appointment at the performing member; without,
     the performing member's own queue (a walk-in sample, say)."""
     order = service.access_order_by_id(session, actor, id)
+    do_sync_order_from_appointment(session, now=now, order=order)
     if idempotency_key and order.appointment_id:
         first = session.scalar(
             select(Appointment).where(
@@ -370,14 +371,13 @@ def do_schedule_order(
         )
         if first is not None and first.id == order.appointment_id:
             return order
-    do_sync_order_from_appointment(session, now=now, order=order)
     _check(actor, order, "schedule")
     if order.performing_institution_id is None:  # routed orders have one; a guard
         raise InvalidTransition(f"order {id} has no performing member")
     changes: dict[str, Any] = {}
     step_note = note or "in the performing member's queue"
     if start is not None:
-        appointment, _created = booking_actions.do_create_appointment(
+        appointment, created = booking_actions.do_create_appointment(
             session,
             actor=actor,
             now=now,
@@ -389,6 +389,11 @@ def do_schedule_order(
             idempotency_key=idempotency_key,
             note=note or f"order {order.id}",
         )
+        if not created:  # the key scheduled this order before; that appointment has ended
+            raise IdempotencyMismatch(
+                f"idempotency key {idempotency_key!r} booked appointment {appointment.id}, now "
+                f"{appointment.status.value}; schedule again with a new key"
+            )
         changes["appointment_id"] = appointment.id
         step_note = f"appointment {appointment.id} at {appointment.start_at.isoformat()}"
     return _step(

@@ -440,6 +440,7 @@ def do_book_referral(
     idempotency key returns the referral as booked the first time.
     """
     referral = service.access_referral_by_id(session, actor, id)
+    do_sync_referral_from_appointment(session, now=now, referral=referral)
     if idempotency_key and referral.appointment_id:
         first = session.scalar(
             select(Appointment).where(
@@ -449,7 +450,6 @@ def do_book_referral(
         )
         if first is not None and first.id == referral.appointment_id:
             return referral
-    do_sync_referral_from_appointment(session, now=now, referral=referral)
     _check(actor, referral, "book")
     if referral.service_id is None:  # accept always sets it; a guard for hand-edited rows
         raise InvalidTransition(f"referral {id} has no service to book")
@@ -464,7 +464,8 @@ def do_book_referral(
             f"{referral.to_institution_id} lets referral {id} be booked within {window}",
             [FieldError("body:start", f"within {window}")],
         )
-    appointment, _created = booking_actions.do_create_appointment(
+    # The key's digest covers referral_id: a key reused for another referral is refused there.
+    appointment, created = booking_actions.do_create_appointment(
         session,
         actor=actor,
         now=now,
@@ -477,10 +478,10 @@ def do_book_referral(
         referral_id=referral.id,
         note=note or f"referral {referral.id}",
     )
-    if appointment.referral_id != referral.id:
+    if not created:  # the key booked this referral before, and that appointment has ended
         raise IdempotencyMismatch(
-            f"idempotency key {idempotency_key!r} was used for appointment {appointment.id}, "
-            f"not for referral {id}"
+            f"idempotency key {idempotency_key!r} booked appointment {appointment.id}, now "
+            f"{appointment.status.value}; book again with a new key"
         )
     return _step(
         session,

@@ -10,10 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from carepool.api.deps import Caller, DbSession
-from carepool.api.fhir import REGISTRY
 from carepool.booking import service as booking_service
 from carepool.booking.orders import views as order_views
-from carepool.booking.referrals import actions, fhir, service
+from carepool.booking.referrals import actions, service
 from carepool.booking.referrals._http import aware, now_of, start_of
 from carepool.booking.referrals.models import Priority, Referral, ReferralStatus
 from carepool.booking.referrals.service import Side
@@ -285,10 +284,8 @@ def cancel(
     return _shape(session, referral)
 
 
-# What app.py includes: the referral and the order routes. Importing this module also serves
-# FHIR ServiceRequest (referrals and orders) through the /fhir registry.
+# What app.py includes: the referral and the order routes. FHIR ServiceRequest (referrals and
+# orders) is registered in api/fhir.py from `referrals.fhir.PROVIDER`.
 routes = APIRouter()
 routes.include_router(router)
 routes.include_router(order_views.router)
-if REGISTRY.get(fhir.PROVIDER.resource_type) is None:
-    REGISTRY.register(fhir.PROVIDER)  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from carepool.booking import service as booking_service
-from carepool.booking.actions import _check_orderable
+from carepool.booking.actions import check_orderable
 from carepool.booking.errors import IdempotencyMismatch, InvalidTransition
 from carepool.booking.inpatient.models import Priority
 from carepool.booking.models import ClaimPurpose, ResourceClaim
@@ -213,7 +213,7 @@ def do_create_surgery_case(
             f"{institution_id!r} does not offer {service_id!r}",
             [FieldError("body:institution_id", "does not offer the procedure")],
         )
-    _check_orderable(session, actor, service)
+    check_orderable(session, actor, service)
     _check_surgeon(session, service, institution_id, surgeon_id)
     case = SurgeryCase(
         id="sc-" + uuid.uuid4().hex[:20],

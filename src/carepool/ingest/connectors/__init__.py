@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from carepool.core.errors import InvalidInput
-from carepool.ingest.connectors.base import Connector, ParseOptions, Parsed, Unit
+from carepool.ingest.connectors.base import Connector, Parsed, ParseOptions, Unit
 from carepool.ingest.connectors.fake import FakeConnector
 from carepool.ingest.connectors.fhir import FhirConnector
 from carepool.ingest.connectors.hl7v2 import Hl7v2Connector

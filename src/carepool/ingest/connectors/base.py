@@ -148,9 +148,7 @@ def parse_number(text: str | None) -> tuple[float | None, str]:
         return None, ""
 
 
-_RANGE = re.compile(
-    r"^\s*([-+]?\d+(?:\.\d+)?)\s*(?:-|–|~|to|TO|—|至)\s*([-+]?\d+(?:\.\d+)?)\s*$"
-)
+_RANGE = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)\s*(?:-|–|~|to|TO|—|至)\s*([-+]?\d+(?:\.\d+)?)\s*$")
 
 
 def parse_range(text: str | None) -> tuple[float | None, float | None]:

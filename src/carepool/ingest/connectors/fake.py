@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from carepool.ingest.connectors.base import ParseOptions, Parsed, Unit
+from carepool.ingest.connectors.base import Parsed, ParseOptions, Unit
 from carepool.records.schemas import Coding, ObservationIn, PatientIn, Ref
 
 __all__ = ["FakeConnector"]
@@ -31,7 +31,9 @@ class FakeConnector:
             pid = str(item["patient"])
             if item.get("with_patient", True):
                 unit.records.append(
-                    Parsed(PatientIn(system="fake", local_id=pid, name=item.get("name", pid)), position)
+                    Parsed(
+                        PatientIn(system="fake", local_id=pid, name=item.get("name", pid)), position
+                    )
                 )
             unit.records.append(
                 Parsed(
@@ -40,7 +42,13 @@ class FakeConnector:
                         local_id=item.get("id"),
                         patient=Ref("patient", "fake", pid),
                         status="final",
-                        codings=[Coding(item.get("system", "http://loinc.org"), item["code"], item.get("text", ""))],
+                        codings=[
+                            Coding(
+                                item.get("system", "http://loinc.org"),
+                                item["code"],
+                                item.get("text", ""),
+                            )
+                        ],
                         text=item.get("text", ""),
                         value_type="quantity" if item.get("value") is not None else "none",
                         value_number=item.get("value"),

@@ -18,7 +18,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from carepool.ingest.connectors.base import ParseOptions, Parsed, Unit, decode, parse_iso
+from carepool.ingest.connectors.base import Parsed, ParseOptions, Unit, decode, parse_iso
 from carepool.records.schemas import (
     Coding,
     EncounterIn,
@@ -74,9 +74,7 @@ def _codings(concept: dict[str, Any] | None) -> list[Coding]:
     if not concept:
         return []
     out = [
-        Coding(
-            system=c.get("system", ""), code=str(c.get("code", "")), text=c.get("display", "")
-        )
+        Coding(system=c.get("system", ""), code=str(c.get("code", "")), text=c.get("display", ""))
         for c in concept.get("coding") or []
     ]
     text = concept.get("text") or ""
@@ -270,9 +268,7 @@ def _observations(res: dict[str, Any], bundle: _Bundle, tz: tzinfo) -> list[Obse
         or (res.get("effectivePeriod") or {}).get("start")
     )
     categories = res.get("category") or []
-    category = next(
-        (c.get("code", "") for cat in categories for c in cat.get("coding") or []), ""
-    )
+    category = next((c.get("code", "") for cat in categories for c in cat.get("coding") or []), "")
     interpretation = next(
         (c.get("code", "") for i in res.get("interpretation") or [] for c in i.get("coding") or []),
         "",
@@ -325,9 +321,7 @@ def _observations(res: dict[str, Any], bundle: _Bundle, tz: tzinfo) -> list[Obse
 def _report(res: dict[str, Any], bundle: _Bundle, tz: tzinfo) -> ReportIn:
     effective = res.get("effectiveDateTime") or (res.get("effectivePeriod") or {}).get("start")
     categories = res.get("category") or []
-    category = next(
-        (c.get("code", "") for cat in categories for c in cat.get("coding") or []), ""
-    )
+    category = next((c.get("code", "") for cat in categories for c in cat.get("coding") or []), "")
     results = [r for r in (bundle.ref(x, "Observation") for x in res.get("result") or []) if r]
     return ReportIn(
         system=ID_SYSTEM,

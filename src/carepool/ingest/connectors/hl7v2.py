@@ -20,8 +20,8 @@ from datetime import tzinfo
 import hl7
 
 from carepool.ingest.connectors.base import (
-    ParseOptions,
     Parsed,
+    ParseOptions,
     Unit,
     decode,
     parse_hl7_date,
@@ -45,6 +45,7 @@ __all__ = ["Hl7v2Connector", "split_messages"]
 
 _SEGMENT_SPLIT = re.compile(r"\r\n|\r|\n")
 _SKIP = {"FHS", "BHS", "BTS", "FTS"}
+_SEGMENT = re.compile(r"^[A-Z][A-Z0-9]{2}(\||$)")
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
 _RESULT_STATUS = {
@@ -98,7 +99,7 @@ _NATIONAL_ID_TYPES = {"NI", "NNCHN", "SS", "SSN"}
 
 def split_messages(text: str) -> list[list[str]]:
     """Messages as lists of segment strings (batch envelopes dropped, MLLP bytes stripped)."""
-    text = text.replace("\x0b", "").replace("\x1c", "")
+    text = text.lstrip("\ufeff").replace("\x0b", "").replace("\x1c", "")
     messages: list[list[str]] = []
     for line in _SEGMENT_SPLIT.split(text):
         seg = line.strip(" \t")
@@ -117,7 +118,6 @@ def split_messages(text: str) -> list[list[str]]:
 
 class _Seg:
     """Field access by HL7 position on one segment (1-based; MSH-1 is the field separator)."""
-
 
     def __init__(self, seg: hl7.Segment, message: hl7.Message, enc: tuple[str, str, str]) -> None:
         self.seg = seg
@@ -197,6 +197,13 @@ class _Message:
         if not self.segments_text[0].startswith("MSH") or len(self.segments_text[0]) < 8:
             unit.errors.append((self.position, "not an HL7 v2 message: it does not start with MSH"))
             return unit
+        good = [seg for seg in self.segments_text if _SEGMENT.match(seg)]
+        for n, seg in enumerate(self.segments_text, start=1):
+            if not _SEGMENT.match(seg):
+                unit.errors.append(
+                    (f"{self.position}/line[{n}]", f"not an HL7 segment: {seg[:60]!r}")
+                )
+        self.segments_text = good
         try:
             msg = hl7.parse("\r".join(self.segments_text))
         except Exception as exc:  # python-hl7 raises plain exceptions on malformed input
@@ -253,7 +260,9 @@ class _Message:
                 continue
             authority = parts[3] if len(parts) > 3 else ""
             id_type = parts[4] if len(parts) > 4 else ""
-            identifiers.append(Identifier(system=authority or self.facility, value=value, type=id_type))
+            identifiers.append(
+                Identifier(system=authority or self.facility, value=value, type=id_type)
+            )
         if not identifiers:
             # Old messages carry the id in PID-2 (external id) or PID-4 (alternate id).
             for n in (2, 4):
@@ -443,8 +452,7 @@ class _Message:
             kind = "coded"
         elif value_text:
             kind = "string"
-        unit_parts = s.comps(6)
-        unit = (unit_parts[0] if unit_parts else "") or (unit_parts[1] if len(unit_parts) > 1 else "")
+        unit = _unit(s.comps(6))
         ref_text = s.get(7)
         low, high = parse_range(ref_text)
         sub_id = s.get(4)
@@ -479,6 +487,18 @@ class _Message:
         if report is not None and local_id and report_ref is not None:
             report.results.append(record.ref())
         self.unit.records.append(Parsed(record, position, str(s)))
+
+
+_POWER_HEAD = re.compile(r"^[xX×*]?\s*10$")
+_POWER_TAIL = re.compile(r"^-?\d+\s*/")
+
+
+def _unit(parts: list[str]) -> str:
+    """OBX-6 as a unit string. Feeds often send `10^9/L` without escaping the `^`, which the
+    parser splits into components `10` and `9/L`: put such a power of ten back together."""
+    if len(parts) > 1 and _POWER_HEAD.match(parts[0]) and _POWER_TAIL.match(parts[1]):
+        return f"{parts[0]}^{parts[1]}"
+    return (parts[0] if parts else "") or (parts[1] if len(parts) > 1 else "")
 
 
 def _next_obr(segs: list[_Seg], i: int) -> int:

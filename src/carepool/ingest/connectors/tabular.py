@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from carepool.core.errors import FieldError, InvalidInput
-from carepool.ingest.connectors.base import ParseOptions, Parsed, Unit, decode, parse_number
+from carepool.ingest.connectors.base import Parsed, ParseOptions, Unit, decode, parse_number
 from carepool.records.schemas import (
     Coding,
     EncounterIn,
@@ -175,7 +175,9 @@ class MappingDocument(BaseModel):
 
 def shipped_mappings() -> list[str]:
     folder = resources.files("carepool.ingest").joinpath("mappings")
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def parse_mapping(raw: Any, where: str) -> MappingDocument:
@@ -193,7 +195,9 @@ def parse_mapping(raw: Any, where: str) -> MappingDocument:
 
 @lru_cache(maxsize=16)
 def _shipped(name: str) -> MappingDocument:
-    text = resources.files("carepool.ingest").joinpath("mappings", f"{name}.yaml").read_text("utf-8")
+    text = (
+        resources.files("carepool.ingest").joinpath("mappings", f"{name}.yaml").read_text("utf-8")
+    )
     return parse_mapping(yaml.safe_load(text), f"mapping {name!r}")
 
 
@@ -288,7 +292,9 @@ class _Reader:
                 system=self.system,
                 local_id=local_id,
                 identifiers=[
-                    Identifier(system=i.system, value=(row.get(i.column) or "").strip(), type=i.type)
+                    Identifier(
+                        system=i.system, value=(row.get(i.column) or "").strip(), type=i.type
+                    )
                     for i in self.table.identifiers
                     if (row.get(i.column) or "").strip()
                 ],
@@ -323,7 +329,7 @@ class _Reader:
         if kind == "observation":
             raw_value = self.get(row, "value")
             value_type = self.get(row, "value_type")
-            number, comparator = parse_number(raw_value) if value_type != "string" else (None, "")
+            number, _comparator = parse_number(raw_value) if value_type != "string" else (None, "")
             if value_type == "quantity" and raw_value and number is None:
                 value_type = "string"
             unit = self.get(row, "unit")

@@ -56,6 +56,7 @@ MOVE_WEIGHTS = {
     K.M_NURSE_SWAP: 15.0,
     K.M_NURSE_BLOCK: 15.0,
     K.M_SWAPDAY: 3.0,
+    K.M_REINSERT: 0.0,
 }
 
 
@@ -68,9 +69,11 @@ class SolverParams:
     growth: float = 1.5
     max_round_iters: int = 200_000_000
     t_first: float = 60.0
-    t_restart: float = 12.0
+    t_restart: float = 40.0
     t_end: float = 0.6
     adapt: float = 1.2
+    relax: float = 0.98
+    weight_floor: float = 1.0
     move_weights: Mapping[int, float] = field(default_factory=lambda: dict(MOVE_WEIGHTS))
 
 
@@ -218,15 +221,17 @@ def _mandatory_order(data: IhtpData, rng: np.random.Generator) -> np.ndarray:
     return keys.astype(np.int64)
 
 
-def _adapt_weights(lay: K.Layout, S: np.ndarray, hw: np.ndarray, factor: float) -> None:
-    """Raise the weight of every hard constraint still violated; relax towards the base when
-    feasible (strategic oscillation: long-lived violations become ever more expensive)."""
+def _adapt_weights(lay: K.Layout, S: np.ndarray, hw: np.ndarray, prm: SolverParams) -> None:
+    """Strategic oscillation: raise the weight of every hard constraint still violated at the end
+    of an epoch, lower all weights (down to a floor) while the state is feasible, so the search
+    may cross infeasible ground but never settles there."""
     hard = K.components(lay, S)[1]
     if hard.any():
-        grow = (hw * factor).astype(np.int64) + 1
+        grow = (hw * prm.adapt).astype(np.int64) + 1
         np.copyto(hw, np.minimum(np.where(hard > 0, grow, hw), HARD_WEIGHTS * 1000))
     else:
-        np.copyto(hw, np.maximum(HARD_WEIGHTS, (hw * 0.98).astype(np.int64)))
+        floor = np.maximum(1, (HARD_WEIGHTS * prm.weight_floor).astype(np.int64))
+        np.copyto(hw, np.maximum(floor, (hw * prm.relax).astype(np.int64)))
 
 
 def _move_cdf(weights: Mapping[int, float]) -> np.ndarray:
@@ -443,7 +448,7 @@ def solve(
                 done += n
                 total += n * threads
                 for i in range(threads):
-                    _adapt_weights(lay, states[i], hws[i], prm.adapt)
+                    _adapt_weights(lay, states[i], hws[i], prm)
                 refresh_best()
                 report(total)
                 if time.perf_counter() >= deadline:

@@ -47,7 +47,8 @@ M_NURSE = 8
 M_NURSE_SWAP = 9
 M_NURSE_BLOCK = 10
 M_SWAPDAY = 11
-N_MOVES = 12
+M_REINSERT = 12
+N_MOVES = 13
 MOVE_NAMES = (
     "room",
     "day",
@@ -61,6 +62,7 @@ MOVE_NAMES = (
     "swap-nurses",
     "nurse-block",
     "swap-days",
+    "best-reinsert",
 )
 
 UNDO_SIZE = 256
@@ -1028,6 +1030,16 @@ def _do_move(L: Any, X: Any, S: Any, mv: int, hw: Any, rs: Any) -> int:
         if not admit(L, X, S, q, d, r, t):
             _undo_patients(L, X, S)
             return 0
+        return 1
+    if mv == M_REINSERT:
+        # take a patient out (or an unscheduled one) and put it at its cheapest slot
+        p = _pick_admitted(L, S, rs) if _rnd_int(rs, 3) > 0 else _pick_unadmitted(L, S, rs)
+        if p < 0 or X[L.fday + p] >= 0 or X[L.fday + p] == -2:
+            return 0
+        _rec(L, S, p)
+        if S[L.adm + p] >= 0:
+            unadmit(L, X, S, p)
+        best_insert(L, X, S, p, hw, rs, False)
         return 1
     if mv == M_NURSE:
         r, g = _pick_occupied_shift(L, S, rs)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from carepool.catalog import service as catalog_service
@@ -37,20 +39,29 @@ def _fields(data: BaseModel, *, partial: bool) -> dict[str, Any]:
     return data.model_dump(exclude_unset=partial)
 
 
+Lookup = Callable[[str, str], Any]
+
+
+def _session_lookup(session: Session) -> Lookup:
+    return lambda kind, key: session.get(catalog_service.entity(kind).model, key)
+
+
 def _check_refs(
     session: Session,
     kind: str,
     values: dict[str, Any],
     where: str,
+    lookup: Lookup | None = None,
 ) -> list[FieldError]:
     """Every reference names an existing row of the right member and kind."""
     errors: list[FieldError] = []
     ek = catalog_service.entity(kind)
+    find = lookup or _session_lookup(session)
     for field_name, target in ek.refs:
         ref = values.get(field_name)
         if ref is None:
             continue
-        row = session.get(catalog_service.entity(target).model, ref)
+        row = find(target, ref)
         if row is None:
             errors.append(
                 FieldError(
@@ -78,14 +89,14 @@ def _check_refs(
     codes = list(values.get("specialties") or [])
     codes += [r.get("specialty") for r in values.get("requirements") or [] if r.get("specialty")]
     for code in codes:
-        if session.get(catalog_service.entity("department_code").model, code) is None:
+        if find("department_code", code) is None:
             errors.append(
                 FieldError(
                     f"{where}.specialties", f"department code {code!r} is not in the code list"
                 )
             )
     for i, member_id in enumerate(values.get("offered_by") or []):
-        if session.get(catalog_service.entity("institution").model, member_id) is None:
+        if find("institution", member_id) is None:
             errors.append(
                 FieldError(f"{where}.offered_by[{i}]", f"institution {member_id!r} does not exist")
             )
@@ -330,12 +341,18 @@ def parse_document(raw: dict[str, Any]) -> CatalogDocument:
 
 
 def do_import_catalog(
-    session: Session, *, actor: Principal, raw: dict[str, Any], source: str = "api"
+    session: Session,
+    *,
+    actor: Principal,
+    raw: dict[str, Any],
+    source: str = "api",
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> ImportSummary:
     """Create or update every entry of a catalogue document, all or nothing.
 
     The caller's transaction must be rolled back when this raises: nothing is half-applied.
     Unchanged entries are left alone (no audit row); changed ones are audited one by one.
+    `on_progress(done, total)` is called as entries are checked and applied.
     """
     actor.require_scope("Catalog", "write")
     doc = parse_document(raw)
@@ -348,17 +365,32 @@ def do_import_catalog(
     for name, ek in catalog_service.ENTITIES.items():
         if name != "consortium":
             sections.append((name, getattr(doc, ek.section)))
+    # Every existing row, loaded once and held: lookups and reference checks stay in memory.
+    known: dict[str, dict[str, Any]] = {}
+    for name, ek in catalog_service.ENTITIES.items():
+        model_: Any = ek.model
+        known[name] = {getattr(o, ek.key): o for o in session.scalars(select(model_))}
+
+    def lookup(kind: str, key: str) -> Any:
+        return known[kind].get(key)
+
+    total = sum(len(entries) for _kind, entries in sections)
+    done = 0
+
     for kind, entries in sections:
         ek = catalog_service.entity(kind)
         ordered, cycle = _parents_first(kind, entries)
         if cycle:
             errors.extend(cycle)
         for index, entry in ordered:
+            done += 1
+            if on_progress is not None and (done % 100 == 0 or done == total):
+                on_progress(done, total)
             values = entry.model_dump()
             key = values[ek.key]
             where = ek.section if kind == "consortium" else f"{ek.section}[{index}] (id={key})"
             model: Any = ek.model
-            existing = session.get(model, key)
+            existing = known[kind].get(key)
             probe = existing or model(
                 **{k: v for k, v in values.items() if k not in ("requirements", "offered_by")}
             )
@@ -376,7 +408,7 @@ def do_import_catalog(
             if any((target, values.get(f)) in failed for f, target in ek.refs):
                 failed.add((kind, key))  # its parent was refused: that error is the one to fix
                 continue
-            ref_errors = _check_refs(session, kind, values, where)
+            ref_errors = _check_refs(session, kind, values, where, lookup)
             if ref_errors:
                 failed.add((kind, key))
                 errors.extend(ref_errors)
@@ -385,7 +417,7 @@ def do_import_catalog(
                 obj = model()
                 _write(session, kind, obj, dict(values))
                 session.add(obj)
-                session.flush()
+                known[kind][key] = obj
                 summary.created[kind] = summary.created.get(kind, 0) + 1
                 audit.record(
                     session,
@@ -404,7 +436,6 @@ def do_import_catalog(
                 summary.unchanged[kind] = summary.unchanged.get(kind, 0) + 1
                 continue
             _write(session, kind, existing, dict(values))
-            session.flush()
             summary.updated[kind] = summary.updated.get(kind, 0) + 1
             audit.record(
                 session,
@@ -418,6 +449,8 @@ def do_import_catalog(
                 source=source,
                 detail="catalog import",
             )
+        if not errors:
+            session.flush()  # section by section: parents are in before their children
     if errors:
         raise InvalidInput(
             f"the catalogue document has {len(errors)} error(s); nothing was imported", errors

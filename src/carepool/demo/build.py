@@ -15,24 +15,11 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from carepool.catalog import actions as catalog_actions
 from carepool.catalog import service as catalog_service
-from carepool.catalog.models import (
-    CalendarException,
-    CalendarRule,
-    Campus,
-    Consortium,
-    Department,
-    DepartmentCode,
-    Institution,
-    Resource,
-    Service,
-    Ward,
-)
 from carepool.core import auth, migrate
 from carepool.core.auth import Role
 from carepool.core.db import make_engine, make_session_factory
@@ -98,18 +85,6 @@ DEMO_USERS: tuple[DemoUserSpec, ...] = (
     ),
 )  # fmt: skip
 
-_CATALOGUE_MODELS = (
-    Consortium,
-    DepartmentCode,
-    Institution,
-    Campus,
-    Department,
-    Ward,
-    Resource,
-    CalendarRule,
-    CalendarException,
-    Service,
-)
 
 ProgressFn = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -187,34 +162,17 @@ def _check_same_catalogue(session: Session, doc: dict[str, Any]) -> None:
 def _import(
     session: Session, doc: dict[str, Any], progress: ProgressFn | None
 ) -> catalog_actions.ImportSummary:
-    total = 1 + sum(len(v) for v in doc.values() if isinstance(v, list))
-    done = 0
-    # The import looks every entry and its parents up by id, and the session's identity map
-    # holds objects weakly: loading what exists once and keeping every object alive spares a
-    # SELECT per lookup (three times faster on a second run).
-    keep: list[object] = []
-    for kind in catalog_service.ENTITIES:
-        keep.extend(catalog_service.get_all(session, kind=kind, limit=1_000_000)[0])
+    def report(done: int, total: int) -> None:
+        if progress:
+            progress("import", done, total)
 
-    def seen(_session: Session, obj: object) -> None:
-        nonlocal done
-        keep.append(obj)
-        if isinstance(obj, _CATALOGUE_MODELS):
-            done += 1
-            if progress and done % 50 == 0:
-                progress("import", done, total)
-
-    event.listen(session, "pending_to_persistent", seen)
-    event.listen(session, "loaded_as_persistent", seen)
-    try:
-        summary = catalog_actions.do_import_catalog(
-            session, actor=auth.Principal.system_actor("demo"), raw=doc, source="demo"
-        )
-    finally:
-        event.remove(session, "pending_to_persistent", seen)
-        event.remove(session, "loaded_as_persistent", seen)
-    if progress:
-        progress("import", total, total)
+    summary = catalog_actions.do_import_catalog(
+        session,
+        actor=auth.Principal.system_actor("demo"),
+        raw=doc,
+        source="demo",
+        on_progress=report,
+    )
     return summary
 
 

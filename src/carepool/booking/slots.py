@@ -47,6 +47,16 @@ class Slot:
     resources: tuple[tuple[str, ...], ...]  # a first-fit choice per requirement
 
 
+GRID = timedelta(minutes=5)
+
+
+def _on_grid(t: datetime) -> datetime:
+    """Round up to the next whole five minutes (slots never start at 09:07:24.99)."""
+    epoch = datetime(2000, 1, 1, tzinfo=t.tzinfo)
+    rest = (t - epoch) % GRID
+    return t if not rest else t + (GRID - rest)
+
+
 def _pick(req: Requirement, start: datetime, end: datetime) -> tuple[list[str], int]:
     free_resources: list[str] = []
     for unit in req.units:
@@ -76,6 +86,7 @@ def find_slots(
             t = iv.start + before
             if t < window_start:
                 t += ((window_start - t + step - timedelta(microseconds=1)) // step) * step
+            t = _on_grid(t)
             while t + duration + after <= iv.end and t + duration <= window_end:
                 candidates.add(t)
                 t += step

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from carepool.core import audit
@@ -82,6 +83,9 @@ def _respond(
     )
 
 
+# PostgreSQL: deadlock detected, serialization failure, lock not available.
+_RETRYABLE = {"40P01", "40001", "55P03"}
+
 _METHOD_ACTIONS = {
     "GET": audit.AuditAction.READ,
     "HEAD": audit.AuditAction.READ,
@@ -118,6 +122,23 @@ def install(app: FastAPI) -> None:
         return _respond(
             request, exc.status, exc.title, exc.code, exc.detail, errors, exc.extra, exc.fhir_code
         )
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        # Two transactions claiming the same resources in a different order: the database
+        # aborts one of them. The other wins; this one is a conflict the caller may retry.
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if sqlstate in _RETRYABLE:
+            return _respond(
+                request,
+                409,
+                "Conflict",
+                "concurrent-change",
+                "another request changed the same resources at the same moment; "
+                "nothing was saved — search again and retry",
+                fhir_code="transient",
+            )
+        raise exc
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""The framework's ceiling: the same web stack (FastAPI on uvicorn) with an endpoint doing nothing."""
+"""The framework's ceiling: the same web stack (FastAPI on uvicorn), endpoints doing nothing."""
 
 from fastapi import FastAPI
 

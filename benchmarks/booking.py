@@ -29,14 +29,13 @@ from rich.progress import Progress
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import percentile, scratch_pg, server, write_section  # noqa: E402
-
-from carepool.booking import service as booking_service  # noqa: E402
-from carepool.catalog import actions as catalog_actions  # noqa: E402
-from carepool.core import auth, migrate  # noqa: E402
-from carepool.core.auth import Principal  # noqa: E402
-from carepool.core.db import make_engine, make_session_factory  # noqa: E402
-from carepool.demo.generator import generate  # noqa: E402
+from _common import percentile, scratch_pg, server, write_section
+from carepool.booking import service as booking_service
+from carepool.catalog import actions as catalog_actions
+from carepool.core import auth, migrate
+from carepool.core.auth import Principal
+from carepool.core.db import make_engine, make_session_factory
+from carepool.demo.generator import generate
 
 console = Console(stderr=True)
 BOOKABLE = ("imaging", "lab", "consultation", "procedure")
@@ -171,7 +170,6 @@ def main(argv: list[str] | None = None) -> int:
     monday = today - timedelta(days=today.weekday())
     window_start = datetime.now(UTC) + timedelta(hours=1)
     window_end = window_start + timedelta(days=28)
-    rows: list[tuple[str, str, str]] = []
     with scratch_pg("carepool_bench") as (_name, url), Progress(console=console) as progress:
         task = progress.add_task("demo consortium", total=None)
         token, services = build(url, args.seed, monday)
@@ -256,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Slot search (`GET /api/v1/slots`, 7-day window, limit 20, one client, {len(lat)} "
         f"searches over {len(services)} services): **p50 {p50:.1f} ms, p99 {p99:.1f} ms**.",
         "",
-        "| clients | confirmed bookings/s | refused | pgbench -N TPS | bookings / pgbench | bare endpoint req/s |",
+        "| clients | confirmed bookings/s | refused | pgbench -N TPS | bookings / pgbench "
+        "| bare endpoint req/s |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for clients in levels:
@@ -271,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{bare[clients]:.0f}",
         )
         md.append(
-            f"| {clients} | {rate:.0f} | {refused} | {pg[clients]:.0f} | {share:.1%} | {bare[clients]:.0f} |"
+            f"| {clients} | {rate:.0f} | {refused} | {pg[clients]:.0f} | {share:.1%} "
+            f"| {bare[clients]:.0f} |"
         )
     Console().print(table)
     if not args.no_write:

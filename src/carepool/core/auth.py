@@ -43,6 +43,8 @@ ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
         "user/Booking.read",
         "user/Booking.write",
         "user/Audit.read",
+        "user/Ingest.read",
+        "user/Ingest.write",
     ),
     Role.CLINICIAN: (
         "user/Catalog.read",
@@ -55,7 +57,14 @@ ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
     Role.THEATRE_COORDINATOR: ("user/Catalog.read", "user/Booking.read", "user/Booking.write"),
     Role.LAB_COORDINATOR: ("user/Catalog.read", "user/Booking.read", "user/Booking.write"),
     Role.ADMINISTRATOR: ("user/Catalog.read", "user/Insight.read", "user/Booking.read"),
-    Role.DATA_STEWARD: ("user/Catalog.read", "user/Terminology.write", "user/Quality.read"),
+    Role.DATA_STEWARD: (
+        "user/Catalog.read",
+        "user/Terminology.read",
+        "user/Terminology.write",
+        "user/Ingest.read",
+        "user/Ingest.write",
+        "user/Quality.read",
+    ),
     Role.VIEWER: ("user/Catalog.read",),
 }
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,6 +47,7 @@ from carepool.records.schemas import (
 from carepool.terminology import actions as terminology_actions
 from carepool.terminology import service as terminology_service
 from carepool.terminology.resolver import DEPARTMENT, Terminology, UnmappedTerm
+from carepool.terminology.seed import norm_text
 
 ProgressFn = Callable[[int, int], None]
 
@@ -152,7 +152,7 @@ def standardise(
         code = code or terminology.resolve_department(member, record.department_text)
         if record.department_text and code is None:
             term = UnmappedTerm(
-                DEPARTMENT, "", _fold(record.department_text), record.department_text, "name"
+                DEPARTMENT, "", norm_text(record.department_text), record.department_text, "name"
             )
             return Standard(department_code=None, flags=[FLAG_UNMAPPED_DEPARTMENT]), [term]
         return Standard(department_code=code), []
@@ -161,12 +161,6 @@ def standardise(
         flags = [] if result.loinc or not record.codings else ["unmapped-code"]
         return Standard(loinc=result.loinc, display=result.display, flags=flags), []
     return None, []
-
-
-def _fold(text: str) -> str:
-    from carepool.terminology.seed import norm_text
-
-    return norm_text(text)
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -746,7 +740,6 @@ def do_discard_dead_letter(
 
 
 __all__ = [
-    "Counter",
     "Input",
     "RunSummary",
     "do_discard_dead_letter",

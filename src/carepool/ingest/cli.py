@@ -128,6 +128,43 @@ def run(
         raise typer.Exit(1)
 
 
+@app.command("mllp")
+def mllp(
+    source: Annotated[str, typer.Option("--source", help="The member whose feed this is")],
+    db: DbOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 2575,
+) -> None:
+    """Listen for HL7 v2 over MLLP; every message is ingested and answered with ACK/NACK."""
+    import asyncio
+
+    from carepool.ingest.mllp import MllpServer
+
+    url = resolve_url(db)
+    with cli_session(db):
+        pass
+    engine = make_engine(url)
+    server = MllpServer(
+        make_session_factory(engine),
+        actor=Principal.system_actor("mllp"),
+        institution_id=source,
+        host=host,
+        port=port,
+    )
+
+    async def main() -> None:
+        bound = await server.start()
+        err.print(f"MLLP listener for {source} on {bound[0]}:{bound[1]} (Ctrl-C stops it)")
+        await server.serve_forever()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.dispose()
+
+
 @app.command("runs")
 def runs(
     db: DbOption = None,

@@ -1,4 +1,4 @@
-"""Shapes of the clinical store: records as a connector hands them over, and as the API shows them.
+"""Shapes of the clinical store: records as a connector hands them over, and what ingest adds.
 
 Incoming records are plain slotted dataclasses (a feed has millions of them; validation happened
 at the boundary, in the connector). Their `content_hash` covers what the source sent, never the
@@ -13,8 +13,6 @@ import json
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, ClassVar
-
-from pydantic import BaseModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,30 +187,3 @@ class Standard:
     loinc: str | None = None
     display: str = ""
     flags: list[str] = field(default_factory=list)
-
-
-class ObservationOut(BaseModel):
-    """An observation as the API shows it: the standard form and the original side by side."""
-
-    id: str
-    institution_id: str
-    patient_id: str
-    report_id: str | None
-    status: str
-    loinc_code: str | None
-    display: str
-    value: float | None
-    unit: str | None
-    ref_low: float | None
-    ref_high: float | None
-    original_system: str
-    original_code: str
-    original_text: str
-    original_value: str
-    original_unit: str
-    interpretation: str
-    effective_at: datetime | None
-    flags: list[str]
-    note: str
-
-    model_config = {"from_attributes": True}

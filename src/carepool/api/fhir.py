@@ -32,6 +32,7 @@ from carepool import __version__
 from carepool.api.deps import Caller, DbSession
 from carepool.api.problems import operation_outcome
 from carepool.booking import fhir as booking_fhir
+from carepool.booking.inpatient import fhir as inpatient_fhir
 from carepool.booking.referrals import fhir as referral_fhir
 from carepool.catalog import fhir as catalog_fhir
 from carepool.core.auth import Principal
@@ -145,7 +146,18 @@ class FhirRegistry:
 
 
 REGISTRY = FhirRegistry()
-for _provider_ in (*catalog_fhir.PROVIDERS, *booking_fhir.PROVIDERS, referral_fhir.PROVIDER):
+# Beds show their live state from the bed board: the inpatient context wraps the catalogue's
+# Location view (the assembly, not the catalogue, knows both).
+_catalog_providers = [
+    inpatient_fhir.LiveBedLocations(p) if p.resource_type == "Location" else p
+    for p in catalog_fhir.PROVIDERS
+]
+for _provider_ in (
+    *_catalog_providers,
+    *booking_fhir.PROVIDERS,
+    referral_fhir.PROVIDER,
+    inpatient_fhir.EncounterProvider(),
+):
     REGISTRY.register(_provider_)  # type: ignore[arg-type]
 
 

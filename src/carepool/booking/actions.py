@@ -411,13 +411,16 @@ def do_create_appointment(
         updated_at=now,
     )
     session.add(appointment)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError as exc:  # the same idempotency key, concurrently
-        raise IdempotencyMismatch(
-            f"idempotency key {idempotency_key!r} is being used by a concurrent request; retry"
-        ) from exc
+    if not idempotency_key:
+        session.flush()
+    else:
+        try:
+            with session.begin_nested():
+                session.flush()
+        except IntegrityError as exc:  # the same idempotency key, concurrently
+            raise IdempotencyMismatch(
+                f"idempotency key {idempotency_key!r} is being used by a concurrent request; retry"
+            ) from exc
     after = booking_service.to_dict(appointment)
     audit.record(
         session,

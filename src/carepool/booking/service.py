@@ -53,7 +53,11 @@ class ServiceTiming:
 
 
 def policy_for(session: Session, service_id: str) -> BookingPolicy:
-    return session.get(BookingPolicy, service_id) or DEFAULT_POLICY
+    """The service's booking policy (defaults when it has none); read once per session."""
+    memo: dict[str, BookingPolicy] = session.info.setdefault("booking_policy", {})
+    if service_id not in memo:
+        memo[service_id] = session.get(BookingPolicy, service_id) or DEFAULT_POLICY
+    return memo[service_id]
 
 
 def timing(service: Service, policy: BookingPolicy) -> ServiceTiming:
@@ -83,11 +87,22 @@ def candidates_by_member(
     session: Session, service: Service, members: Sequence[str], campus_id: str | None = None
 ) -> dict[str, list[list[Resource]]]:
     """Per member, per requirement, the resources that could fill it, in a stable order."""
-    kinds = {r.kind for r in service.requirements}
+    # Narrow in SQL by what each requirement asks for (kind, type, role, skill); specialties
+    # (JSON lists) are checked in `matches` below.
+    wanted = []
+    for req in service.requirements:
+        conds = [Resource.kind == req.kind]
+        if req.type_code:
+            conds.append(Resource.type_code == req.type_code)
+        if req.role:
+            conds.append(Resource.role == req.role)
+        if req.min_skill is not None:
+            conds.append(Resource.skill_level >= req.min_skill)
+        wanted.append(and_(*conds))
     stmt = select(Resource).where(
         Resource.institution_id.in_(list(members)),
-        Resource.kind.in_(kinds),
         Resource.status == ResourceStatus.IN_SERVICE,
+        or_(*wanted),
     )
     if campus_id:
         stmt = stmt.where(or_(Resource.campus_id == campus_id, Resource.campus_id.is_(None)))
@@ -103,8 +118,19 @@ def candidates_by_member(
 def candidates(
     session: Session, service: Service, institution_id: str, campus_id: str | None = None
 ) -> list[list[Resource]]:
-    """Per requirement, the member's resources that could fill it, in a stable order."""
-    return candidates_by_member(session, service, [institution_id], campus_id)[institution_id]
+    """Per requirement, the member's resources that could fill it, in a stable order.
+
+    Read once per session (a request): booking asks twice, for holds and for claims.
+    """
+    memo: dict[tuple[str, str, str | None], list[list[Resource]]] = session.info.setdefault(
+        "booking_candidates", {}
+    )
+    key = (service.id, institution_id, campus_id)
+    if key not in memo:
+        memo[key] = candidates_by_member(session, service, [institution_id], campus_id)[
+            institution_id
+        ]
+    return memo[key]
 
 
 def free_time(

@@ -268,8 +268,11 @@ def counts(session: Session) -> dict[str, int]:
 
 
 def consortium_timezone(session: Session) -> str:
-    tz = session.scalar(select(Consortium.timezone).limit(1))
-    return tz or "Asia/Shanghai"
+    """The consortium's time zone (read once per session)."""
+    if "consortium_tz" not in session.info:
+        tz = session.scalar(select(Consortium.timezone).limit(1))
+        session.info["consortium_tz"] = tz or "Asia/Shanghai"
+    return str(session.info["consortium_tz"])
 
 
 def availability(

@@ -291,3 +291,27 @@ def test_viewer_cannot_book_and_service_rules_apply(client: TestClient, pool: He
         headers=pool["clinic_doctor"],
     )
     assert naive.status_code == 422
+
+
+def test_reschedule_moves_quota_usage(client: TestClient, pool: Headers) -> None:
+    quota = {
+        "id": "ct-villages",
+        "service_id": "ct-head",
+        "institution_id": "hosp",
+        "reserved_for_kinds": ["village_clinic"],
+        "share": 1.0,
+        "release_hours": 48,
+    }
+    assert (
+        client.put("/api/v1/quotas/ct-villages", json=quota, headers=pool["admin"]).status_code
+        == 200
+    )
+    a = _book(client, pool["hosp_doctor"], at(2, 9, 5)).json()  # within 48 h: outside the quota
+    moved = client.post(
+        f"/api/v1/appointments/{a['id']}/reschedule",
+        json={"start": at(4, 9, 5)},
+        headers=pool["hosp_doctor"],
+    )
+    assert moved.status_code == 409 and moved.json()["type"].endswith("quota-exhausted")
+    still = client.get(f"/api/v1/appointments/{a['id']}", headers=pool["hosp_doctor"]).json()
+    assert still["start"] == "2026-12-02T01:05:00+00:00"

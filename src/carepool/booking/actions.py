@@ -532,6 +532,18 @@ def do_reschedule_appointment(
     )
     for c in old_claims:
         c.active = False
+    # Quotas follow the appointment: the old day's minutes come back, the new day's are taken.
+    _give_back_quota(session, appointment)
+    requester = (
+        session.get(Institution, appointment.requester_institution_id)
+        if appointment.requester_institution_id
+        else None
+    )
+    quota = _quota_for(session, service, appointment.institution_id, requester)
+    appointment.quota_id = None
+    if quota is not None and start - now > timedelta(hours=quota.release_hours):
+        _take_quota(session, quota, service, start, service.duration_min, now)
+        appointment.quota_id = quota.id
     session.flush()
     expires = appointment.hold_expires_at
     chosen = allocate(

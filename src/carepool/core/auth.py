@@ -56,7 +56,12 @@ ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
     Role.BED_MANAGER: ("user/Catalog.read", "user/Booking.read", "user/Booking.write"),
     Role.THEATRE_COORDINATOR: ("user/Catalog.read", "user/Booking.read", "user/Booking.write"),
     Role.LAB_COORDINATOR: ("user/Catalog.read", "user/Booking.read", "user/Booking.write"),
-    Role.ADMINISTRATOR: ("user/Catalog.read", "user/Insight.read", "user/Booking.read"),
+    Role.ADMINISTRATOR: (
+        "user/Catalog.read",
+        "user/Insight.read",
+        "user/Booking.read",
+        "user/Quality.read",
+    ),
     Role.DATA_STEWARD: (
         "user/Catalog.read",
         "user/Terminology.read",
@@ -64,6 +69,7 @@ ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
         "user/Ingest.read",
         "user/Ingest.write",
         "user/Quality.read",
+        "user/Quality.write",
     ),
     Role.VIEWER: ("user/Catalog.read",),
 }
@@ -193,13 +199,17 @@ def issue_token(
 
 def authenticate(session: Session, *, token: str) -> Principal:
     """The principal behind a bearer token; `Unauthenticated` if unknown, expired or revoked."""
-    row = session.get(ApiToken, _hash(token))
-    if row is None or row.revoked:
+    found = session.execute(
+        select(ApiToken, User)
+        .join(User, User.username == ApiToken.username)
+        .where(ApiToken.token_hash == _hash(token))
+    ).first()
+    if found is None or found[0].revoked:
         raise Unauthenticated("the bearer token is not known or has been revoked")
+    row, user = found
     if row.expires_at <= utcnow():
         raise Unauthenticated("the bearer token has expired; ask for a new one")
-    user = session.get(User, row.username)
-    if user is None or not user.active:
+    if not user.active:
         raise Unauthenticated("the token's user no longer exists or is deactivated")
     return Principal(
         username=user.username,

@@ -1,8 +1,10 @@
-"""Put the demo consortium into a database: catalogue, demo users and their tokens.
+"""Put the demo consortium into a database: catalogue, demo users, their tokens, a living month.
 
-`build_demo` migrates, imports the generated catalogue and creates one user per role in one
-transaction. It is idempotent: on a database that already holds the same demo it changes
-nothing but issues fresh tokens; on a database that holds another catalogue it refuses.
+`build_demo` migrates, imports the generated catalogue, creates one user per role and simulates a
+month of activity around now (`carepool.demo.activity`) in one transaction. It is idempotent: on
+a database that already holds the same demo it changes nothing but issues fresh tokens (the
+activity is simulated only into a pool that has none); on a database that holds another
+catalogue it refuses.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from carepool.core.auth import Role
 from carepool.core.db import make_engine, make_session_factory
 from carepool.core.errors import Conflict
 from carepool.core.settings import get_settings
+from carepool.core.time import utcnow
 from carepool.core.users import do_create_user
+from carepool.demo.activity import simulate
 from carepool.demo.generator import generate, lead_clinic
 
 __all__ = ["DEMO_USERS", "DemoSummary", "DemoUser", "build_demo", "current_monday"]
@@ -115,6 +119,8 @@ class DemoSummary:
     imported: dict[str, Any]
     users_created: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # What the pool holds after the simulated month (see `ActivitySummary`).
+    activity: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -183,12 +189,14 @@ def build_demo(
     start_date: date | None = None,
     token_ttl: timedelta | None = None,
     progress: ProgressFn | None = None,
+    now: datetime | None = None,
 ) -> DemoSummary:
-    """Migrate `db_url`, import the demo for `seed`, create the demo users, issue tokens.
+    """Migrate `db_url`, import the demo for `seed`, create the demo users, issue tokens and
+    simulate two weeks of history and two weeks of bookings around `now` (default: the clock).
 
     One transaction: on any error nothing is written. Rosters start on the Monday of
-    `start_date` (default: this week's). Stages reported to `progress`: migrate, generate,
-    import, users, tokens.
+    `start_date` (default: this week's); no activity is simulated before them. Stages reported
+    to `progress`: migrate, generate, import, users, tokens, activity.
     """
     began = time.perf_counter()
     step = progress or (lambda _stage, _done, _total: None)
@@ -238,6 +246,20 @@ def build_demo(
                     )
                 )
                 step("tokens", n, len(DEMO_USERS))
+            monday = start - timedelta(days=start.weekday())
+            rosters_from = datetime(
+                monday.year,
+                monday.month,
+                monday.day,
+                tzinfo=ZoneInfo(doc["consortium"]["timezone"]),
+            )
+            activity = simulate(
+                session,
+                seed=seed,
+                start=rosters_from,
+                now=now or utcnow(),
+                progress=progress,
+            )
             counts = catalog_service.counts(session)
     finally:
         engine.dispose()
@@ -256,6 +278,7 @@ def build_demo(
         imported=imported.as_dict(),
         users_created=created,
         seconds=round(time.perf_counter() - began, 2),
+        activity=activity.as_dict(),
     )
 
 

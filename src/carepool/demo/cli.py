@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import timedelta
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -12,6 +13,7 @@ from rich.table import Table
 from carepool.core.cli import DbOption, JsonOption, fail, print_json, resolve_url
 from carepool.core.errors import CarepoolError
 from carepool.core.settings import get_settings
+from carepool.demo.activity import DAYS_BACK
 from carepool.demo.build import DemoSummary, build_demo, current_monday
 
 __all__ = ["demo"]
@@ -22,6 +24,7 @@ _STAGES = {
     "import": "Importing the catalogue / 导入目录",
     "users": "Creating demo users / 创建演示用户",
     "tokens": "Issuing tokens / 签发令牌",
+    "activity": "Simulating a month of activity / 模拟一个月的业务",
 }
 _KIND_LABELS = {
     "general_hospital": "County hospital 县医院",
@@ -68,9 +71,9 @@ def demo(
                     tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=total)
                 bar.update(tasks[stage], completed=done, total=total)
 
-            summary = build_demo(
-                url, chosen_seed, start_date=current_monday(settings.timezone), progress=progress
-            )
+            # Rosters begin two weeks back, so the simulated fortnight of history had staff on duty.
+            rosters_from = current_monday(settings.timezone) - timedelta(days=DAYS_BACK)
+            summary = build_demo(url, chosen_seed, start_date=rosters_from, progress=progress)
     except CarepoolError as exc:
         raise fail(exc, as_json=as_json) from exc
     address = f"http://{host or settings.host}:{port or settings.port}"
@@ -138,6 +141,7 @@ def _report(summary: DemoSummary, address: str, *, serving: bool) -> None:
             ),
         )
     out.print(members)
+    _report_activity(out, summary.activity)
 
     out.print("\n[bold]Demo users and their tokens / 演示用户与令牌[/]")
     for u in summary.users:
@@ -163,3 +167,30 @@ def _report(summary: DemoSummary, address: str, *, serving: bool) -> None:
     )
     if serving:
         out.print(f"\nServing / 服务地址: [bold]{address}[/]  (docs: {address}/docs; Ctrl+C stops)")
+
+
+def _report_activity(out: Console, activity: dict[str, Any]) -> None:
+    """The simulated month: what the pool holds, by state."""
+    if not activity:
+        return
+    table = Table(title="A living pool / 业务概况", show_header=False)
+    for label, key in (
+        ("Appointments 预约", "appointments"),
+        ("Referrals 转诊", "referrals"),
+        ("Orders 检验检查申请", "orders"),
+        ("Admissions 住院", "admissions"),
+        ("Surgery cases 手术", "surgery_cases"),
+        ("Beds now 床位现状", "beds"),
+    ):
+        counts = activity.get(key, {})
+        states = ", ".join(f"{k} {v}" for k, v in counts.items() if v and k != "total")
+        table.add_row(label, str(counts.get("total", "")), states)
+    occupancy = activity.get("occupancy", {})
+    table.add_row(
+        "Occupancy 占用率",
+        "",
+        ", ".join(f"{k} {v:.0%}" for k, v in occupancy.items()),
+    )
+    out.print(table)
+    if not activity.get("simulated", True):
+        out.print("(the pool already had activity: nothing was added / 已有业务数据，未重复模拟)")

@@ -11,8 +11,10 @@ from carepool.core import migrate
 from carepool.core.cli import DbOption, auth_app, db_app, resolve_url
 from carepool.core.settings import get_settings
 from carepool.demo.cli import demo
+from carepool.identity.cli import app as identity_app
 from carepool.ingest.cli import app as ingest_app
 from carepool.planning.cli import app as ihtp_app
+from carepool.quality.cli import app as quality_app
 from carepool.terminology.cli import app as terminology_app
 
 app = typer.Typer(
@@ -27,6 +29,8 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(ihtp_app, name="ihtp")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(terminology_app, name="terminology")
+app.add_typer(quality_app, name="quality")
+app.add_typer(identity_app, name="identity")
 app.command("demo")(demo)
 
 

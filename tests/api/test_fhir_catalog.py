@@ -706,9 +706,9 @@ def test_unknown_search_parameter_and_modifier_are_refused_by_name(client, heade
 
 
 def test_unknown_type_and_unknown_id_give_operation_outcomes(client, headers) -> None:
-    body = outcome(client.get("/fhir/Patient", headers=headers), 404)
+    body = outcome(client.get("/fhir/Medication", headers=headers), 404)
     assert body["issue"][0]["code"] == "not-supported"
-    body = outcome(client.get("/fhir/Patient/p1", headers=headers), 404)
+    body = outcome(client.get("/fhir/Medication/m1", headers=headers), 404)
     assert body["issue"][0]["code"] == "not-supported"
     body = outcome(client.get("/fhir/Organization/no-such-org", headers=headers), 404)
     assert body["issue"][0]["code"] == "not-found"

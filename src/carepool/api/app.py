@@ -17,7 +17,9 @@ from carepool.catalog import views as catalog_views
 from carepool.core.db import make_engine, make_session_factory
 from carepool.core.settings import get_settings
 from carepool.core.time import Clock, SystemClock
+from carepool.identity import views as identity_views
 from carepool.ingest import views as ingest_views
+from carepool.quality import views as quality_views
 from carepool.terminology import views as terminology_views
 from carepool.web import views as web_views
 
@@ -54,6 +56,8 @@ def create_app(database_url: str | None = None, *, clock: Clock | None = None) -
     app.include_router(referral_views.routes, prefix="/api/v1")
     app.include_router(ingest_views.router, prefix="/api/v1")
     app.include_router(terminology_views.router, prefix="/api/v1")
+    app.include_router(quality_views.router, prefix="/api/v1")
+    app.include_router(identity_views.router, prefix="/api/v1")
     app.include_router(fhir.router, prefix="/fhir")
     app.include_router(web_views.router)
     return app

@@ -14,6 +14,10 @@ and the parameter checks never drift apart. A context serves a type by handing a
 router has already refused unknown names and modifiers, and handles `_count`, `_offset`,
 `_format` and `_pretty` itself. Providers raise `InvalidInput` for values they cannot use;
 here it becomes 400, as FHIR wants for searches.
+
+A provider may also serve instance operations (`GET /{type}/{id}/$name`) that answer with a
+paged searchset Bundle: it lists their names in `operations` and has a method of the same name,
+`name(session, id, *, count, offset, ctx) -> (list of dicts, total) | None`.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from carepool.catalog import fhir as catalog_fhir
 from carepool.core.auth import Principal
 from carepool.core.errors import FieldError, InvalidInput, NotFound
 from carepool.core.fhir import FhirContext
+from carepool.records import fhir as records_fhir
 
 FHIR_JSON = "application/fhir+json"
 DEFAULT_COUNT = 50
@@ -110,6 +115,15 @@ class FhirRegistry:
                     ],
                 }
             )
+            operations = getattr(provider, "operations", ())
+            if operations:
+                resources[-1]["operation"] = [
+                    {
+                        "name": op,
+                        "definition": f"http://hl7.org/fhir/OperationDefinition/{name}-{op}",
+                    }
+                    for op in operations
+                ]
         return {
             "resourceType": "CapabilityStatement",
             "id": "carepool",
@@ -157,6 +171,7 @@ for _provider_ in (
     *booking_fhir.PROVIDERS,
     referral_fhir.PROVIDER,
     inpatient_fhir.EncounterProvider(),
+    *records_fhir.PROVIDERS,
 ):
     REGISTRY.register(_provider_)  # type: ignore[arg-type]
 
@@ -278,10 +293,11 @@ def _bundle(
     kept: list[tuple[str, str]],
     count: int,
     offset: int,
+    path: str | None = None,
 ) -> dict[str, Any]:
     def link(relation: str, at: int) -> dict[str, str]:
         query = urlencode([*kept, ("_count", str(count)), ("_offset", str(at))])
-        return {"relation": relation, "url": f"{base}/{resource_type}?{query}"}
+        return {"relation": relation, "url": f"{base}/{path or resource_type}?{query}"}
 
     links = [link("self", offset)]
     if count > 0:
@@ -301,7 +317,7 @@ def _bundle(
     if resources:  # FHIR JSON has no empty arrays
         bundle["entry"] = [
             {
-                "fullUrl": f"{base}/{resource_type}/{r['id']}",
+                "fullUrl": f"{base}/{r.get('resourceType', resource_type)}/{r['id']}",
                 "resource": r,
                 "search": {"mode": "match"},
             }
@@ -364,6 +380,48 @@ def read(
     if resource is None:
         raise NotFound(resource_type, id)
     return FhirResponse(resource, pretty=pretty)
+
+
+@router.get(
+    "/{resource_type}/{id}/${operation}",
+    name="fhir_instance_operation",
+    summary="An instance operation (Patient/{id}/$everything)",
+)
+def instance_operation(
+    resource_type: str,
+    id: str,
+    operation: str,
+    request: Request,
+    session: DbSession,
+    caller: Caller,
+) -> FhirResponse:
+    """Run `$operation` on one resource; the answer is a paged searchset Bundle."""
+    provider = _provider(resource_type, caller)
+    if isinstance(provider, FhirResponse):
+        return provider
+    if operation not in getattr(provider, "operations", ()):
+        outcome = operation_outcome(404, f"{resource_type} has no operation ${operation} here")
+        outcome["issue"][0]["code"] = "not-supported"
+        return FhirResponse(outcome, status_code=404)
+    pretty = _result_options(request)
+    count = min(_int_param(request, "_count", DEFAULT_COUNT), MAX_COUNT)
+    offset = _int_param(request, "_offset", 0)
+    extra = [k for k in request.query_params if k not in RESULT_PARAMS]
+    if extra:
+        raise BadSearch(
+            f"${operation} takes only {', '.join(RESULT_PARAMS)}, not {', '.join(extra)}",
+            [FieldError(f"query:{k}", "not a parameter of this operation") for k in extra],
+        )
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k in ("_format", "_pretty")]
+    found = getattr(provider, operation)(
+        session, id, count=count, offset=offset, ctx=_context(request, caller)
+    )
+    if found is None:
+        raise NotFound(resource_type, id)
+    resources, total = found
+    path = f"{resource_type}/{id}/${operation}"
+    bundle = _bundle(_base_url(request), resource_type, resources, total, kept, count, offset, path)
+    return FhirResponse(bundle, pretty=pretty)
 
 
 @router.post("/{resource_type}", name="fhir_create", summary="Create a resource")

@@ -45,6 +45,9 @@ ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
         "user/Audit.read",
         "user/Ingest.read",
         "user/Ingest.write",
+        "user/Identity.read",
+        "user/Consent.read",
+        "user/Consent.write",
     ),
     Role.CLINICIAN: (
         "user/Catalog.read",
@@ -52,6 +55,8 @@ ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
         "user/Booking.write",
         "user/Patient.read",
         "user/Observation.read",
+        "user/Consent.read",
+        "user/Consent.write",
     ),
     Role.BED_MANAGER: ("user/Catalog.read", "user/Booking.read", "user/Booking.write"),
     Role.THEATRE_COORDINATOR: ("user/Catalog.read", "user/Booking.read", "user/Booking.write"),
@@ -70,6 +75,8 @@ ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
         "user/Ingest.write",
         "user/Quality.read",
         "user/Quality.write",
+        "user/Identity.read",
+        "user/Identity.write",
     ),
     Role.VIEWER: ("user/Catalog.read",),
 }

@@ -27,6 +27,9 @@ MODEL_MODULES = (
     "carepool.records.models",
     "carepool.terminology.models",
     "carepool.ingest.models",
+    "carepool.identity.models",
+    "carepool.records.consent.models",
+    "carepool.quality.models",
 )
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"

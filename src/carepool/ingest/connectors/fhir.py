@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import tzinfo
+from datetime import date, tzinfo
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -172,7 +172,7 @@ def _patient(res: dict[str, Any], tz: tzinfo) -> PatientIn:
             )
             if p
         )
-    birth = parse_iso(res.get("birthDate"), tz)
+    birth = _birth_date(res.get("birthDate"))
     return PatientIn(
         system=ID_SYSTEM,
         local_id=str(res["id"]),
@@ -181,7 +181,7 @@ def _patient(res: dict[str, Any], tz: tzinfo) -> PatientIn:
         family=family,
         given=given,
         sex=res.get("gender", "unknown"),
-        birth_date=birth.date() if birth and res.get("birthDate") else None,
+        birth_date=birth,
         national_id=national,
         phone=phone,
         address=address,
@@ -516,3 +516,16 @@ def _digest(text: str) -> str:
     import hashlib
 
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _birth_date(text: Any) -> date | None:
+    """A FHIR `date` is a calendar day, not an instant: no time zone may move it.
+
+    Partial dates (YYYY, YYYY-MM) carry no day and are not stored as one.
+    """
+    if not isinstance(text, str) or len(text) != 10:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None

@@ -13,7 +13,7 @@ import csv
 import fnmatch
 import io
 from collections.abc import Iterator
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -267,6 +267,26 @@ class _Reader:
             ) from None
         return (value if value.tzinfo else value.replace(tzinfo=self.tz)).astimezone(UTC)
 
+    def day(self, row: dict[str, str], field: str) -> date | None:
+        """A calendar day (a birth date): read as written, never shifted by a time zone."""
+        text = self.get(row, field)
+        if not text:
+            return None
+        for fmt in self.doc.date_formats:
+            try:
+                value = datetime.strptime(text, fmt)
+            except ValueError:
+                continue
+            return value.astimezone(self.tz).date() if value.tzinfo else value.date()
+        try:
+            return date.fromisoformat(text[:10])
+        except ValueError:
+            column = self.table.columns.get(field)
+            raise _RowError(
+                f"{column}={text!r} matches none of the date formats "
+                f"{', '.join(self.doc.date_formats)}"
+            ) from None
+
     def ref(self, row: dict[str, str], field: str, kind: str) -> Ref | None:
         value = self.get(row, field)
         return Ref(kind, self.system, value) if value else None
@@ -287,7 +307,7 @@ class _Reader:
         if kind == "patient":
             if not local_id:
                 raise _RowError(f"{self.table.columns.get('local_id')} (the patient id) is empty")
-            birth = self.when(row, "birth_date")
+            birth = self.day(row, "birth_date")
             return PatientIn(
                 system=self.system,
                 local_id=local_id,
@@ -302,7 +322,7 @@ class _Reader:
                 family=self.get(row, "family"),
                 given=self.get(row, "given"),
                 sex=self.get(row, "sex") or "unknown",
-                birth_date=birth.date() if birth else None,
+                birth_date=birth,
                 national_id=self.get(row, "national_id") or None,
                 phone=self.get(row, "phone"),
                 address=self.get(row, "address"),

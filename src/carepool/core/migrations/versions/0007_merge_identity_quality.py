@@ -1,0 +1,22 @@
+"""join the identity and data-quality branches
+
+Revision ID: 0007
+Revises: 0200, 0300
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0007"
+down_revision: str | Sequence[str] | None = ("0200", "0300")
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

@@ -1,0 +1,1 @@
+"""A person's consent to share their records across the consortium's members."""

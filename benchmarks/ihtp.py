@@ -7,6 +7,7 @@ the file are kept as they are), together with the exact command used.
 
     python benchmarks/ihtp.py --instances i01,i05 --time-limit 60 --seeds 0,1 --threads 2
     python benchmarks/ihtp.py --instances i --time-limit 600      # i01-i20
+    python benchmarks/ihtp.py --instances i16,i08 --time-limit 600 --append "600 s, hardest"
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from carepool.planning.ihtp import load_instance, load_solution, validate
@@ -120,9 +121,12 @@ def machine() -> str:
 
 
 def markdown(rows: list[Row], command: str, args: argparse.Namespace) -> str:
+    """The docs section of a run (with ``--append LABEL``: a labelled subsection, no markers)."""
+    head = [BEGIN, "## IHTP solver (IHTC-2024)"]
+    if args.append:
+        head = [f"### {args.append}"]
     out = [
-        BEGIN,
-        "## IHTP solver (IHTC-2024)",
+        *head,
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {machine()}; time limit "
         f"{args.time_limit:g} s per run (wall clock, including parsing and numba cache load), "
@@ -145,13 +149,20 @@ def markdown(rows: list[Row], command: str, args: argparse.Namespace) -> str:
         )
     out.append("")
     out += [f"- {line}" for line in summary_lines(rows)]
-    out.append(END)
+    if not args.append:
+        out.append(END)
     return "\n".join(out) + "\n"
 
 
-def update_docs(path: Path, section: str) -> None:
+def update_docs(path: Path, section: str, append: bool = False) -> None:
+    """Replace the ihtp section of the docs page (or, with `append`, add to its end)."""
     text = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
+    if append and BEGIN in text and END in text:
+        head, rest = text.split(END, 1)
+        text = head.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n" + END + rest
+    elif append:
+        text = text.rstrip("\n") + "\n\n" + BEGIN + "\n" + section.rstrip("\n") + "\n" + END + "\n"
+    elif BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)
         _, tail = rest.split(END, 1)
         text = head + section.rstrip("\n") + tail
@@ -172,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--docs", type=Path, default=DOCS)
     ap.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md")
     ap.add_argument("--save", type=Path, default=None, help="folder for the solution files")
+    ap.add_argument(
+        "--append",
+        metavar="LABEL",
+        default=None,
+        help="add the results as a subsection LABEL to the docs section instead of replacing it",
+    )
     args = ap.parse_args(argv)
     console = Console(stderr=True)
     if not (args.data / "instances").is_dir():
@@ -202,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name} seed {seed}", total=args.time_limit, status="best -"
             )
 
-            def on_progress(pt: ProgressPoint, task: int = current) -> None:
+            def on_progress(pt: ProgressPoint, task: TaskID = current) -> None:
                 progress.update(
                     task,
                     completed=min(pt.seconds, args.time_limit),
@@ -260,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     for line in summary_lines(rows):
         out.print(line)
     if not args.no_docs:
-        update_docs(args.docs, markdown(rows, command, args))
+        update_docs(args.docs, markdown(rows, command, args), append=bool(args.append))
         out.print(f"updated {args.docs}")
     return 0 if all(r.feasible for r in rows) else 1
 

@@ -261,3 +261,63 @@ def test_generated_instances_agree_with_the_validator(inst: dict[str, Any], seed
         )
         if not crowded:
             assert report.feasible
+
+
+# --------------------------------------------------------------------------------------------
+# CP-SAT admission planner (start solution).
+
+
+def test_admission_plan_respects_windows_pins_and_capacities() -> None:
+    from carepool.planning.ihtp.solver_cpsat import plan_admissions, plan_rooms
+    from carepool.planning.ihtp.solver_data import build_data
+
+    inst = small_hospital().to_dict()
+    fixed = {"patients": [{"id": "p1", "admission_day": 3}, {"id": "p4", "admission_day": "none"}]}
+    data, index = build_data(inst, fixed)
+    plan = plan_admissions(data, seed=1, det_time=1.0, wall_time=30.0)
+    assert plan is not None
+    day = {pid: int(plan.day[i]) for i, pid in enumerate(index.patient_ids)}
+    assert day["p1"] == 3 and day["p4"] == -1
+    for p in inst["patients"]:
+        if p["mandatory"]:
+            assert p["surgery_release_day"] <= day[p["id"]] <= p["surgery_due_day"]
+        elif day[p["id"]] >= 0:
+            assert p["surgery_release_day"] <= day[p["id"]] < inst["days"]
+    # surgeon time per day holds exactly in the plan
+    limits = {s["id"]: s["max_surgery_time"] for s in inst["surgeons"]}
+    used: dict[tuple[str, int], int] = {}
+    for p in inst["patients"]:
+        if day[p["id"]] >= 0:
+            key = (p["surgeon_id"], day[p["id"]])
+            used[key] = used.get(key, 0) + p["surgery_duration"]
+    assert all(v <= limits[s][d] for (s, d), v in used.items())
+
+    rooms = plan_rooms(data, plan.day, seed=1, det_time=1.0, wall_time=30.0)
+    assert rooms is not None
+    occupied: dict[tuple[int, int], list[int]] = {}
+    for o in range(data.n_persons - data.n_patients):
+        q = data.n_patients + o
+        for d in range(min(int(data.los[q]), data.n_days)):
+            occupied.setdefault((int(data.occ_room[o]), d), []).append(q)
+    for p in range(data.n_patients):
+        if rooms[p] < 0:
+            assert not data.mandatory[p] or plan.day[p] < 0
+            continue
+        assert not data.incompat[p, rooms[p]]
+        a = int(plan.day[p])
+        for d in range(a, min(a + int(data.los[p]), data.n_days)):
+            occupied.setdefault((int(rooms[p]), d), []).append(p)
+    for (r, _d), persons in occupied.items():
+        assert len(persons) <= data.room_cap[r]
+        assert len({int(data.gender[q]) for q in persons}) == 1
+
+
+@pytest.mark.parametrize("cpsat", [False, True])
+def test_start_with_or_without_the_cpsat_plan_is_validated(cpsat: bool) -> None:
+    from carepool.planning.ihtp.solver import SolverParams
+
+    inst = small_hospital().to_dict()
+    res = solve(
+        inst, time_limit=LONG, seed=4, max_iterations=5_000, params=SolverParams(cpsat=cpsat)
+    )
+    assert check(inst, res).feasible

@@ -29,6 +29,7 @@ from carepool.core.errors import Conflict
 from carepool.core.settings import get_settings
 from carepool.core.time import utcnow
 from carepool.core.users import do_create_user
+from carepool.demo import feeds as demo_feeds
 from carepool.demo.activity import simulate
 from carepool.demo.generator import generate, lead_clinic
 
@@ -121,6 +122,8 @@ class DemoSummary:
     seconds: float = 0.0
     # What the pool holds after the simulated month (see `ActivitySummary`).
     activity: dict[str, Any] = field(default_factory=dict)
+    # The members' feeds ingested, linked and scored (see `carepool.demo.feeds`).
+    feeds: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -196,7 +199,8 @@ def build_demo(
 
     One transaction: on any error nothing is written. Rosters start on the Monday of
     `start_date` (default: this week's); no activity is simulated before them. Stages reported
-    to `progress`: migrate, generate, import, users, tokens, activity.
+    to `progress`: migrate, generate, import, users, tokens, activity, feeds, linking, quality.
+    The members' feeds are ingested after that transaction (skipped when records exist).
     """
     began = time.perf_counter()
     step = progress or (lambda _stage, _done, _total: None)
@@ -212,6 +216,7 @@ def build_demo(
     clinic = lead_clinic(doc)
     where = {COUNTY_HOSPITAL: COUNTY_HOSPITAL, VILLAGE_CLINIC: clinic, None: None}
 
+    clock = now or utcnow()
     engine = make_engine(db_url)
     try:
         with make_session_factory(engine)() as session, session.begin():
@@ -257,10 +262,14 @@ def build_demo(
                 session,
                 seed=seed,
                 start=rosters_from,
-                now=now or utcnow(),
+                now=clock,
                 progress=progress,
             )
             counts = catalog_service.counts(session)
+        # The members' clinical feeds, linked and scored (their own transactions, after the above).
+        feeds = demo_feeds.ingest_demo_feeds(
+            make_session_factory(engine), seed, doc=doc, now=clock, progress=progress
+        )
     finally:
         engine.dispose()
     return DemoSummary(
@@ -279,6 +288,7 @@ def build_demo(
         users_created=created,
         seconds=round(time.perf_counter() - began, 2),
         activity=activity.as_dict(),
+        feeds=feeds,
     )
 
 

@@ -25,6 +25,9 @@ _STAGES = {
     "users": "Creating demo users / 创建演示用户",
     "tokens": "Issuing tokens / 签发令牌",
     "activity": "Simulating a month of activity / 模拟一个月的业务",
+    "feeds": "Ingesting the members' feeds / 接入成员单位数据",
+    "linking": "Linking patients across members / 患者主索引匹配",
+    "quality": "Scoring data quality / 数据质量评分",
 }
 _KIND_LABELS = {
     "general_hospital": "County hospital 县医院",
@@ -142,6 +145,7 @@ def _report(summary: DemoSummary, address: str, *, serving: bool) -> None:
         )
     out.print(members)
     _report_activity(out, summary.activity)
+    _report_feeds(out, summary.feeds)
 
     out.print("\n[bold]Demo users and their tokens / 演示用户与令牌[/]")
     for u in summary.users:
@@ -194,3 +198,21 @@ def _report_activity(out: Console, activity: dict[str, Any]) -> None:
     out.print(table)
     if not activity.get("simulated", True):
         out.print("(the pool already had activity: nothing was added / 已有业务数据，未重复模拟)")
+
+
+def _report_feeds(out: Console, feeds: dict[str, Any]) -> None:
+    """The members' feeds: what arrived, who was linked, how the members score."""
+    if not feeds:
+        return
+    if not feeds.get("ingested"):
+        out.print("(the store already had records: no feeds added / 已有临床数据，未重复接入)")
+        return
+    t = feeds["totals"]
+    ranking = feeds["quality"]["ranking"]
+    out.print(
+        f"Feeds 数据接入: {feeds['feeds']} files from {len(feeds['members'])} members, "
+        f"{t['received']} records ({t['stored']} stored, {t['duplicates']} duplicates, "
+        f"{t['rejected']} rejected); {feeds['persons_linked']} patients linked across members; "
+        f"quality best {ranking[0] if ranking else '-'}, worst {ranking[-1] if ranking else '-'}",
+        highlight=False,
+    )

@@ -5,11 +5,11 @@ for the given time, always leaves the best feasible plan it found in the output 
 plainly when it found none. Progress (best cost over time) goes to stderr so stdout stays clean
 for ``--json``.
 
-Reproducibility: for a given seed and thread count the search trajectory is deterministic (the
-threads meet at fixed iteration epochs, random numbers come from per-thread seeded generators).
-With ``--max-iterations`` the result is therefore identical run after run; with only
-``--time-limit`` the run stops at the first epoch boundary after the limit, so the result is a
-prefix of that same trajectory (a longer limit never gives a worse result for the same seed).
+Reproducibility: for a given seed and thread count the search is deterministic in its moves (the
+threads meet at fixed iteration epochs, random numbers come from per-thread seeded generators, the
+CP-SAT start runs on a deterministic-time budget). With ``--max-iterations`` the result is
+therefore identical run after run; with only ``--time-limit`` the final cooling round is fitted
+to the time left, so the result depends on machine speed and load.
 """
 
 from __future__ import annotations
@@ -75,8 +75,8 @@ def solve(
 
     Exit code 0 when a feasible solution was written, 1 when none was found (nothing is
     written), 2 when an input file is malformed. Same seed, thread count and --max-iterations
-    give the same solution; with only --time-limit the run is a prefix of that deterministic
-    trajectory, cut at the first epoch after the limit. Ctrl-C stops early and still writes the
+    give the same solution; with only --time-limit the last cooling round is fitted to the time
+    left, so results vary with machine load. Ctrl-C stops early and still writes the
     best solution found. The first run on a machine compiles the numba kernels (~30 s, counted
     in the time limit); later runs load them from the cache.
     """

@@ -6,13 +6,20 @@ within a time or work budget. The search itself runs in compiled kernels (`solve
 this module builds the start solution, runs a portfolio of annealing threads and returns the
 best feasible plan in the competition solution format.
 
-Search: greedy construction (pinned, then mandatory patients at their cheapest slot, optional
+Search: a CP-SAT admission plan (`solver_cpsat`: which patients on which day, then rooms for
+them), completed by the greedy construction (mandatory patients at their cheapest slot, optional
 ones when they pay), then rounds of simulated annealing with hard constraints as weighted
 penalties. Round ``k`` runs ``round_iters * growth**k`` moves per thread, cooling geometrically;
-each round restarts every thread from the shared best. Threads synchronise at fixed iteration
-epochs, so for a given seed and thread count the sequence of states is deterministic: the time
-limit only decides after which epoch the run stops (a longer run continues the trajectory of a
-shorter one), and ``max_iterations`` makes a run exactly reproducible.
+each round restarts every thread from the shared best. Once the budget left cannot hold the rest
+of the current round and the whole next one, that round becomes the last: it stretches or
+shrinks to end with the budget and cools from its current temperature to the final one, so a run
+never stops in the middle of a hot round.
+
+Reproducibility: threads synchronise at fixed iteration epochs and draw from per-thread seeded
+generators; the CP-SAT planner runs on a deterministic-time budget. With ``max_iterations`` the
+last round is fitted by move counts, so a run is exactly reproducible for a given seed and thread
+count. With only a time limit the last round is fitted by the measured move rate, so the result
+depends on machine speed and load (as any time-limited anytime search does).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from carepool.planning.ihtp import solver_kernels as K
+from carepool.planning.ihtp.solver_cpsat import plan_admissions, plan_rooms
 from carepool.planning.ihtp.solver_data import (
     HARD_NAMES,
     SOFT_NAMES,
@@ -68,12 +76,15 @@ class SolverParams:
     round_iters: int = 3_000_000
     growth: float = 1.5
     max_round_iters: int = 200_000_000
-    t_first: float = 60.0
-    t_restart: float = 40.0
+    t_first: float = 30.0
+    t_restart: float = 20.0
     t_end: float = 0.6
     adapt: float = 1.2
     relax: float = 0.98
     weight_floor: float = 1.0
+    cpsat: bool = True  # plan admission days with CP-SAT before the greedy (not on warm starts)
+    cpsat_det_time: float = 4.0  # CP-SAT deterministic-time budget (per model)
+    cpsat_share: float = 0.15  # ... and wall-clock cap, as a share of the time limit
     move_weights: Mapping[int, float] = field(default_factory=lambda: dict(MOVE_WEIGHTS))
 
 
@@ -308,7 +319,8 @@ def warmup() -> None:
     hw = HARD_WEIGHTS.copy()
     K.rebuild(lay, X, S, _empty_decisions(lay))
     K.greedy_nurses(lay, X, S, rs, False)
-    K.construct(lay, X, S, np.zeros(1, np.int64), hw, rs)
+    none = np.full(1, -1, np.int64)
+    K.construct(lay, X, S, np.zeros(1, np.int64), none, none, hw, rs)
     K.objective(lay, X, S, hw)
     stats = np.zeros((K.N_MOVES, 2), np.int64)
     K.anneal(lay, X, S, best, rs, 100, 1.0, 0.5, hw, _move_cdf(MOVE_WEIGHTS), stats)
@@ -351,9 +363,9 @@ def solve(
     changed, ``"admission_day": "none"`` keeps a patient out, and listed nurse assignments are
     kept. `max_iterations` bounds the total number of moves (over all threads); with it the
     result is identical for the same seed and thread count, whatever the machine load.
-    `on_progress` is called after every epoch. Parsing, numba compilation (or cache loading)
-    and construction count against `time_limit`; the search stops at the first epoch boundary
-    after the limit (epochs are short: tens of milliseconds).
+    `on_progress` is called after every epoch. Parsing, numba compilation (or cache loading),
+    the CP-SAT plan and construction count against `time_limit`; the search stops at the first
+    epoch boundary after the limit (epochs are short: tens of milliseconds).
     """
     t0 = time.perf_counter()
     prm = params or SolverParams()
@@ -386,7 +398,28 @@ def solve(
     K.rebuild(lay, X, S0, dec)
     K.greedy_nurses(lay, X, S0, rngs[0], True)
     order = _mandatory_order(data, np.random.default_rng(seed))
-    K.construct(lay, X, S0, order, hw, rngs[0])
+    target = np.full(max(data.n_patients, 1), -1, np.int64)
+    troom = target.copy()
+    if prm.cpsat and initial is None and data.n_patients > 0:
+        # (a greedy start as hint was tried: it traps CP-SAT's search near the greedy plan)
+        plan = plan_admissions(
+            data,
+            seed=seed,
+            det_time=prm.cpsat_det_time,
+            wall_time=min(deadline - time.perf_counter(), prm.cpsat_share * float(time_limit)),
+        )
+        if plan is not None:
+            target[: data.n_patients] = plan.day
+            rooms = plan_rooms(
+                data,
+                plan.day,
+                seed=seed,
+                det_time=prm.cpsat_det_time / 2,
+                wall_time=min(deadline - time.perf_counter(), prm.cpsat_share * float(time_limit)),
+            )
+            if rooms is not None:
+                troom[: data.n_patients] = rooms
+    K.construct(lay, X, S0, order, target, troom, hw, rngs[0])
     K.greedy_nurses(lay, X, S0, rngs[0], initial is not None)
     for i in range(1, threads):
         K.rebuild(lay, X, states[i], S0)
@@ -419,22 +452,69 @@ def solve(
     rnd = 0
     stop = time.perf_counter() >= deadline
     try:
+        search_t0 = time.perf_counter()
         while not stop:
             length = int(min(prm.round_iters * prm.growth**rnd, prm.max_round_iters))
+            following = int(min(length * prm.growth, prm.max_round_iters))
             t_hi = prm.t_first if rnd == 0 else prm.t_restart
             if rnd > 0 and g_thread >= 0:
                 for i in range(threads):
                     K.rebuild(lay, X, states[i], bests[g_thread])
             done = 0
-            while done < length:
-                n = min(prm.epoch_iters, length - done)
-                if max_iterations is not None:
-                    n = min(n, (max_iterations - total) // threads)
-                    if n <= 0:
-                        stop = True
+            # The last round: once the budget left cannot hold the rest of this round and the
+            # whole next one, this round stretches (or shrinks) to end exactly with the budget,
+            # cooling from its current temperature to t_end, so no run ends in a hot, cut round.
+            last = False
+            t_from = t_hi
+            f0_time = 0.0
+            f0_iter = 0
+            while not stop:
+                now = time.perf_counter()
+                left_iters = None if max_iterations is None else (max_iterations - total) // threads
+                if not last:
+                    if left_iters is not None:
+                        budget_fits = left_iters >= (length - done) + following
+                    elif total > 0:
+                        rate = total / threads / max(now - search_t0, 1e-6)
+                        budget_fits = rate * (deadline - now) >= (length - done) + following
+                    else:
+                        budget_fits = True
+                    if not budget_fits:
+                        last = True
+                        t_from = t_hi * (prm.t_end / t_hi) ** (done / length)
+                        f0_time = now
+                        f0_iter = done
+                        if left_iters is not None:
+                            length = done + left_iters
+                    elif done >= length:
                         break
-                ta = t_hi * (prm.t_end / t_hi) ** (done / length)
-                tb = t_hi * (prm.t_end / t_hi) ** ((done + n) / length)
+                if last and left_iters is None and now >= deadline:
+                    break
+                n = prm.epoch_iters
+                if not last or left_iters is not None:
+                    n = min(n, length - done)
+                if left_iters is not None:
+                    n = min(n, left_iters)
+                if n <= 0:
+                    stop = True
+                    break
+                if not last:
+                    fa = done / length
+                    fb = (done + n) / length
+                    ta = t_hi * (prm.t_end / t_hi) ** fa
+                    tb = t_hi * (prm.t_end / t_hi) ** fb
+                else:
+                    if left_iters is not None:
+                        span = max(length - f0_iter, 1)
+                        fa = (done - f0_iter) / span
+                        fb = (done + n - f0_iter) / span
+                    else:
+                        rate = total / threads / max(now - search_t0, 1e-6)
+                        span_t = max(deadline - f0_time, 1e-6)
+                        fa = min(1.0, (now - f0_time) / span_t)
+                        fb = min(1.0, fa + n / max(rate * span_t, 1.0))
+                    ta = t_from * (prm.t_end / t_from) ** fa
+                    tb = t_from * (prm.t_end / t_from) ** fb
 
                 def run(i: int, n: int = n, ta: float = ta, tb: float = tb) -> None:
                     K.anneal(
@@ -453,7 +533,6 @@ def solve(
                 report(total)
                 if time.perf_counter() >= deadline:
                     stop = True
-                    break
             rnd += 1
     except KeyboardInterrupt:
         pass  # anytime: an interrupted run still returns the best plan found so far

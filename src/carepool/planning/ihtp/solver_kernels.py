@@ -669,9 +669,17 @@ def _window(L: Any, X: Any, p: int) -> tuple[int, int]:
 @njit(cache=True, nogil=True)
 def best_insert(L: Any, X: Any, S: Any, p: int, hw: Any, rs: Any, only_improving: bool) -> bool:
     """Admit `p` at its cheapest (day, room, theatre); optional ones only when that pays."""
+    lo, hi = _window(L, X, p)
+    return best_insert_in(L, X, S, p, lo, hi, hw, rs, only_improving)
+
+
+@njit(cache=True, nogil=True)
+def best_insert_in(
+    L: Any, X: Any, S: Any, p: int, lo: int, hi: int, hw: Any, rs: Any, only_improving: bool
+) -> bool:
+    """`best_insert` over admission days lo..hi only."""
     if X[L.fday + p] == -2:
         return False
-    lo, hi = _window(L, X, p)
     s0, h0 = objective(L, X, S, hw)
     base = s0 + h0
     bv = BIG
@@ -703,9 +711,26 @@ def best_insert(L: Any, X: Any, S: Any, p: int, hw: Any, rs: Any, only_improving
 
 
 @njit(cache=True, nogil=True)
-def construct(L: Any, X: Any, S: Any, order: Any, hw: Any, rs: Any) -> None:
-    """Greedy: pinned-day patients, then mandatory ones in `order`, then optional ones if useful."""
+def construct(
+    L: Any, X: Any, S: Any, order: Any, target: Any, troom: Any, hw: Any, rs: Any
+) -> None:
+    """Greedy: patients with a `target` day (>= 0; the CP-SAT admission plan) on that day, in
+    room `troom` when given (>= 0), else in their cheapest room; then pinned-day patients, then
+    the other mandatory ones in `order`, then optional ones when they pay."""
     P = L.P
+    for k in range(2):
+        for i in range(P):
+            p = order[i]
+            d = target[p]
+            if S[L.adm + p] >= 0 or d < 0 or X[L.fday + p] == -2:
+                continue
+            r = troom[p]
+            if k == 0 and r >= 0:
+                ft = X[L.fth + p]
+                t = ft if ft >= 0 else best_theatre(L, X, S, p, d, hw, rs)
+                admit(L, X, S, p, d, r, t)
+            elif k == 1:
+                best_insert_in(L, X, S, p, d, d, hw, rs, False)
     for i in range(P):
         p = order[i]
         if S[L.adm + p] < 0 and X[L.fday + p] >= 0:

@@ -11,29 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from carepool.api.deps import Caller, DbSession
 from carepool.booking import actions
 from carepool.booking import service as booking_service
+from carepool.booking._http import aware, now_of
 from carepool.booking.models import AppointmentStatus
 from carepool.core import audit
 from carepool.core.audit import AuditAction
 from carepool.core.errors import FieldError, InvalidInput
-from carepool.core.time import ensure_utc
 
 router = APIRouter(tags=["booking"])
-
-
-def _now(request: Request) -> datetime:
-    now: datetime = request.app.state.clock.now()
-    return now
-
-
-def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return ensure_utc(value)
-    except ValueError as exc:
-        raise InvalidInput(
-            f"{name} needs a time zone", [FieldError(name, "give an offset, e.g. +08:00")]
-        ) from exc
 
 
 @router.get("/slots", summary="Bookable times for a service across every member, earliest first")
@@ -49,9 +33,9 @@ def get_slots(
     limit: int = Query(20, ge=1, le=200),
 ) -> dict[str, Any]:
     caller.require_scope("Booking", "read")
-    now = _now(request)
-    begin = _aware(start, "start") or now
-    finish = _aware(end, "end") or begin + timedelta(days=14)
+    now = now_of(request)
+    begin = aware(start, "start") or now
+    finish = aware(end, "end") or begin + timedelta(days=14)
     if finish <= begin or finish - begin > timedelta(days=62):
         raise InvalidInput(
             "the window must be positive and at most 62 days",
@@ -132,7 +116,7 @@ def create_appointment(
         service_id, institution_id, start = booking_service.parse_slot_id(session, body.slot_id)
     elif body.service_id and body.institution_id and body.start:
         service_id, institution_id = body.service_id, body.institution_id
-        start = _aware(body.start, "start")  # type: ignore[assignment]
+        start = aware(body.start, "start")  # type: ignore[assignment]
     else:
         raise InvalidInput(
             "give slot_id, or service_id, institution_id and start",
@@ -141,7 +125,7 @@ def create_appointment(
     appointment, created = actions.do_create_appointment(
         session,
         actor=caller,
-        now=_now(request),
+        now=now_of(request),
         service_id=service_id,
         institution_id=institution_id,
         start=start,
@@ -178,8 +162,8 @@ def list_appointments(
         service_id=service,
         patient_ref=patient,
         institution_id=institution,
-        start=_aware(start, "start"),
-        end=_aware(end, "end"),
+        start=aware(start, "start"),
+        end=aware(end, "end"),
         limit=limit,
         offset=offset,
     )
@@ -214,7 +198,7 @@ def _transition(action: str) -> Any:
         appointment = actions.do_transition_appointment(
             session,
             actor=caller,
-            now=_now(request),
+            now=now_of(request),
             id=id,
             action=action,
             reason=body.reason if body else "",
@@ -239,11 +223,11 @@ def reschedule(
     if body.slot_id:
         _, _, start = booking_service.parse_slot_id(session, body.slot_id)
     elif body.start:
-        start = _aware(body.start, "start")  # type: ignore[assignment]
+        start = aware(body.start, "start")  # type: ignore[assignment]
     else:
         raise InvalidInput("give start or slot_id", [FieldError("body:start", "missing")])
     appointment = actions.do_reschedule_appointment(
-        session, actor=caller, now=_now(request), id=id, start=start
+        session, actor=caller, now=now_of(request), id=id, start=start
     )
     return booking_service.to_dict(appointment)
 

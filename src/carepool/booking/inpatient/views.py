@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from carepool.api.deps import Caller, DbSession
+from carepool.booking._http import aware, now_of
 from carepool.booking.inpatient import actions
 from carepool.booking.inpatient import service as inpatient_service
 from carepool.booking.inpatient.models import AdmissionStatus
@@ -18,7 +19,6 @@ from carepool.booking.inpatient.schemas import (
     Reason,
     TransferBody,
 )
-from carepool.booking.views import _aware, _now
 from carepool.core import audit
 from carepool.core.audit import AuditAction
 
@@ -37,7 +37,7 @@ def create_admission(
     admission, created = actions.do_create_admission(
         session,
         actor=caller,
-        now=_now(request),
+        now=now_of(request),
         institution_id=body.institution_id,
         patient_ref=body.patient_ref,
         patient_name=body.patient_name,
@@ -49,7 +49,7 @@ def create_admission(
         isolation=body.isolation,
         priority=body.priority,
         expected_stay_days=body.expected_stay_days,
-        planned_admit_at=_aware(body.planned_admit_at, "planned_admit_at"),
+        planned_admit_at=aware(body.planned_admit_at, "planned_admit_at"),
         note=body.note,
         idempotency_key=idempotency_key,
     )
@@ -120,7 +120,7 @@ def bed_options(
     limit: int = Query(20, ge=1, le=200),
 ) -> dict[str, Any]:
     admission = inpatient_service.access_admission_by_id(session, caller, id)
-    return inpatient_service.bed_options(session, admission, now=_now(request), limit=limit)
+    return inpatient_service.bed_options(session, admission, now=now_of(request), limit=limit)
 
 
 @router.post("/admissions/{id}/reserve", summary="Reserve a bed for an admission")
@@ -128,7 +128,7 @@ def reserve(
     id: str, body: BedChoice, request: Request, session: DbSession, caller: Caller
 ) -> dict[str, Any]:
     admission = actions.do_reserve_bed(
-        session, actor=caller, now=_now(request), id=id, bed_id=body.bed_id
+        session, actor=caller, now=now_of(request), id=id, bed_id=body.bed_id
     )
     return inpatient_service.to_dict(admission)
 
@@ -138,7 +138,7 @@ def admit(
     id: str, request: Request, session: DbSession, caller: Caller, body: AdmitBody | None = None
 ) -> dict[str, Any]:
     admission = actions.do_admit_patient(
-        session, actor=caller, now=_now(request), id=id, bed_id=body.bed_id if body else None
+        session, actor=caller, now=now_of(request), id=id, bed_id=body.bed_id if body else None
     )
     return inpatient_service.to_dict(admission)
 
@@ -148,7 +148,7 @@ def transfer(
     id: str, body: TransferBody, request: Request, session: DbSession, caller: Caller
 ) -> dict[str, Any]:
     admission = actions.do_transfer_patient(
-        session, actor=caller, now=_now(request), id=id, bed_id=body.bed_id, reason=body.reason
+        session, actor=caller, now=now_of(request), id=id, bed_id=body.bed_id, reason=body.reason
     )
     return inpatient_service.to_dict(admission)
 
@@ -162,7 +162,7 @@ def discharge(
     body: DischargeBody | None = None,
 ) -> dict[str, Any]:
     admission = actions.do_discharge_patient(
-        session, actor=caller, now=_now(request), id=id, note=body.note if body else ""
+        session, actor=caller, now=now_of(request), id=id, note=body.note if body else ""
     )
     return inpatient_service.to_dict(admission)
 
@@ -172,7 +172,7 @@ def cancel(
     id: str, request: Request, session: DbSession, caller: Caller, body: Reason | None = None
 ) -> dict[str, Any]:
     admission = actions.do_cancel_admission(
-        session, actor=caller, now=_now(request), id=id, reason=body.reason if body else ""
+        session, actor=caller, now=now_of(request), id=id, reason=body.reason if body else ""
     )
     return inpatient_service.to_dict(admission)
 
@@ -189,7 +189,7 @@ def bed_board(
     board, shown = inpatient_service.bed_board(
         session,
         caller,
-        now=_now(request),
+        now=now_of(request),
         ward_id=ward,
         campus_id=campus,
         institution_id=institution,
@@ -212,7 +212,7 @@ def bed_board(
 
 @router.post("/beds/{id}/cleaned", summary="Mark a bed cleaned: to_clean -> free")
 def bed_cleaned(id: str, request: Request, session: DbSession, caller: Caller) -> dict[str, Any]:
-    now = _now(request)
+    now = now_of(request)
     row = actions.do_mark_bed_cleaned(session, actor=caller, now=now, bed_id=id)
     bed = inpatient_service.get_bed(session, id)
     return {

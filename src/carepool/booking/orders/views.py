@@ -10,10 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from carepool.api.deps import Caller, DbSession
+from carepool.booking._http import now_of, start_of
 from carepool.booking.orders import actions, service
 from carepool.booking.orders.models import Order, OrderStatus
 from carepool.booking.orders.service import Side
-from carepool.booking.referrals._http import now_of, start_of
 from carepool.booking.referrals.models import Priority
 from carepool.core import audit
 from carepool.core.audit import AuditAction

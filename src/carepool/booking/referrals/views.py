@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session
 
 from carepool.api.deps import Caller, DbSession
 from carepool.booking import service as booking_service
+from carepool.booking._http import aware, now_of, start_of
 from carepool.booking.orders import views as order_views
 from carepool.booking.referrals import actions, service
-from carepool.booking.referrals._http import aware, now_of, start_of
 from carepool.booking.referrals.models import Priority, Referral, ReferralStatus
 from carepool.booking.referrals.service import Side
 from carepool.core import audit

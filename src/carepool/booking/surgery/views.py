@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from carepool.api.deps import Caller, DbSession
+from carepool.booking._http import aware, now_of
 from carepool.booking.surgery import actions
 from carepool.booking.surgery import service as surgery_service
 from carepool.booking.surgery.models import SurgeryStatus
 from carepool.booking.surgery.schemas import Reason, ScheduleBody, SurgeryCaseCreate
-from carepool.booking.views import _aware, _now
 from carepool.core import audit
 from carepool.core.audit import AuditAction
 
@@ -31,7 +31,7 @@ def create_case(
     case, created = actions.do_create_surgery_case(
         session,
         actor=caller,
-        now=_now(request),
+        now=now_of(request),
         institution_id=body.institution_id,
         service_id=body.service_id,
         patient_ref=body.patient_ref,
@@ -107,12 +107,12 @@ def get_case(id: str, session: DbSession, caller: Caller) -> dict[str, Any]:
 def schedule_case(
     id: str, body: ScheduleBody, request: Request, session: DbSession, caller: Caller
 ) -> dict[str, Any]:
-    start = _aware(body.start, "start")
+    start = aware(body.start, "start")
     assert start is not None
     case = actions.do_schedule_surgery_case(
         session,
         actor=caller,
-        now=_now(request),
+        now=now_of(request),
         id=id,
         theatre_id=body.theatre_id,
         start=start,
@@ -128,7 +128,7 @@ def _transition(action: str) -> Any:
         case = actions.do_transition_surgery_case(
             session,
             actor=caller,
-            now=_now(request),
+            now=now_of(request),
             id=id,
             action=action,
             reason=body.reason if body else "",
@@ -154,7 +154,7 @@ def theatre_schedule(
     institution: str | None = Query(None, description="the member (default: the caller's)"),
     day: date | None = Query(None, alias="date", description="local date (default: today)"),
 ) -> dict[str, Any]:
-    when = day or surgery_service.today(session, _now(request))
+    when = day or surgery_service.today(session, now_of(request))
     schedule, shown = surgery_service.theatre_schedule(
         session, caller, institution_id=institution, day=when
     )

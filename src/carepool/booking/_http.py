@@ -1,4 +1,4 @@
-"""Small request helpers shared by the referral and order routes (the app's clock, times, slots)."""
+"""Small request helpers shared by every booking route (the app's clock, times, slots)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ a hold) with the patient as a participant; `If-None-Exist` is its idempotency ke
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,7 +26,7 @@ from carepool.catalog.models import Resource, ResourceKind
 from carepool.core import audit
 from carepool.core.audit import AuditAction
 from carepool.core.errors import FieldError, InvalidInput
-from carepool.core.fhir import FhirContext, SearchParam
+from carepool.core.fhir import FhirContext, SearchParam, date_bounds
 
 SERVICE_SYSTEM = "urn:carepool:service"
 INSTITUTION_SYSTEM = "urn:carepool:id:institution"
@@ -55,36 +55,6 @@ _REFERENCE_TYPE = {
 
 def _invalid(param: str, message: str) -> InvalidInput:
     return InvalidInput(f"{param}: {message}", [FieldError(f"query:{param}", message)])
-
-
-def _bounds(
-    values: Sequence[str], tz: ZoneInfo, param: str
-) -> tuple[datetime | None, datetime | None]:
-    """FHIR date prefixes (eq, ge, gt, le, lt) to a half-open [start, end) window."""
-    start: datetime | None = None
-    end: datetime | None = None
-    for raw in values:
-        prefix = raw[:2] if raw[:2] in ("eq", "ge", "gt", "le", "lt") else "eq"
-        text = raw[2:] if raw[:2] == prefix else raw
-        try:
-            if len(text) == 10:
-                lo = datetime.combine(date.fromisoformat(text), time(0), tz)
-                hi = lo + timedelta(days=1)
-            else:
-                lo = hi = datetime.fromisoformat(text.replace("Z", "+00:00"))
-                if lo.tzinfo is None:
-                    raise _invalid(param, f"{raw!r} has a time but no time zone")
-        except ValueError as exc:
-            raise _invalid(param, f"{raw!r} is not a date or dateTime") from exc
-        if prefix in ("eq", "ge"):
-            start = lo if start is None else max(start, lo)
-        if prefix == "gt":
-            start = hi if start is None else max(start, hi)
-        if prefix in ("eq", "le"):
-            end = hi if end is None else min(end, hi)
-        if prefix == "lt":
-            end = lo if end is None else min(end, lo)
-    return start, end
 
 
 def _token(value: str, system: str) -> str:
@@ -160,7 +130,7 @@ class SlotProvider:
             if any(s != "free" for s in raw.split(",")):
                 raise _invalid("status", "only free slots are listed")
         tz = ZoneInfo(catalog_service.consortium_timezone(session))
-        start, end = _bounds(params.get("start", []), tz, "start")
+        start, end = date_bounds(params.get("start", []), tz, "start")
         start = max(start or ctx.now, ctx.now)
         end = end or start + timedelta(days=14)
         if end - start > timedelta(days=62):
@@ -308,7 +278,7 @@ class AppointmentProvider:
         for raw in params.get("service-type", []):
             service = _token(raw, SERVICE_SYSTEM)
         tz = ZoneInfo(catalog_service.consortium_timezone(session))
-        start, end = _bounds(params.get("date", []), tz, "date")
+        start, end = date_bounds(params.get("date", []), tz, "date")
         rows, total = booking_service.get_all_appointments(
             session,
             ctx.caller,

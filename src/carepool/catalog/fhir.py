@@ -63,7 +63,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -106,6 +106,7 @@ from carepool.catalog.models import (
     WardKind,
 )
 from carepool.core.errors import FieldError, InvalidInput
+from carepool.core.fhir import date_bounds, parse_date
 from carepool.core.time import utcnow
 
 __all__ = [
@@ -757,40 +758,12 @@ def _reference(targets: tuple[str, ...], *columns: Any) -> Matcher:
     return match
 
 
-def _parse_date(param: str, raw: str, tz: ZoneInfo) -> tuple[str, datetime, datetime]:
-    """`[prefix]value` -> (prefix, start, end) of the instant or day the value names."""
-    prefix = raw[:2] if raw[:2] in ("eq", "ge", "gt", "le", "lt") else "eq"
-    text = raw[2:] if raw[:2] == prefix else raw
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            start = datetime.combine(day, time(0), tz)
-            return prefix, start, start + timedelta(days=1)
-        instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise _invalid(param, f"{raw!r} is not a date (YYYY-MM-DD) or dateTime") from exc
-    if instant.tzinfo is None:
-        raise _invalid(param, f"{raw!r} has a time but no time zone")
-    return prefix, instant, instant
-
-
 def _window(
     values: Sequence[str], tz: ZoneInfo, now: datetime, param: str = "date"
 ) -> tuple[datetime, datetime]:
     """The planning horizon the `date` values ask for: 28 days from today by default, and
     28 days long when only one bound is given."""
-    start: datetime | None = None
-    end: datetime | None = None
-    for raw in values:
-        prefix, lo, hi = _parse_date(param, raw, tz)
-        if prefix in ("eq", "ge"):
-            start = lo if start is None else max(start, lo)
-        if prefix == "gt":
-            start = hi if start is None else max(start, hi)
-        if prefix in ("eq", "le"):
-            end = hi if end is None else min(end, hi)
-        if prefix == "lt":
-            end = lo if end is None else min(end, lo)
+    start, end = date_bounds(values, tz, param)
     if start is None and end is not None:
         start = end - timedelta(days=HORIZON_DAYS)
     if start is None:
@@ -806,7 +779,7 @@ def _rule_valid(param: str, tz: ZoneInfo) -> Matcher:
     """Resources with a calendar rule in force on some day of the date value's range."""
 
     def match(value: str, _modifier: str | None) -> Clause:
-        prefix, lo, hi = _parse_date(param, value, tz)
+        prefix, lo, hi = parse_date(param, value, tz)
         first = lo.astimezone(tz).date()
         last = (hi - timedelta(microseconds=1)).astimezone(tz).date() if hi > lo else first
         conds: list[Clause] = [CalendarRule.resource_id == Resource.id]

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from carepool.booking import service as booking_service
+from carepool.booking._flow import require_status
 from carepool.booking.errors import (
     HoldExpired,
     IdempotencyMismatch,
@@ -460,11 +461,7 @@ def do_transition_appointment(
     appointment = booking_service.access_appointment_by_id(session, actor, id)
     _require_manage(actor, appointment)
     allowed, target = TRANSITIONS[action]
-    if appointment.status not in allowed:
-        raise InvalidTransition(
-            f"appointment {id} is {appointment.status.value}; '{action}' needs "
-            f"{' or '.join(sorted(s.value for s in allowed))}"
-        )
+    require_status("appointment", id, appointment.status, allowed, action)
     before = booking_service.to_dict(appointment)
     if action == "book":
         if appointment.hold_expires_at is not None and appointment.hold_expires_at <= now:

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from carepool.booking import actions as booking_actions
+from carepool.booking._flow import advance, require_status
 from carepool.booking.errors import IdempotencyMismatch, InvalidTransition
 from carepool.booking.models import Appointment, AppointmentStatus
 from carepool.booking.orders import service
@@ -95,24 +96,14 @@ def _require_party(actor: Principal, order: Order, party: Party, action: str) ->
 
 def _check(actor: Principal, order: Order, action: str) -> None:
     allowed, _target, party, _event = TRANSITIONS[action]
-    if order.status not in allowed:
-        raise InvalidTransition(
-            f"order {order.id} is {order.status.value}; '{action}' needs "
-            f"{' or '.join(sorted(s.value for s in allowed))}"
-        )
+    require_status("order", order.id, order.status, allowed, action)
     _require_party(actor, order, party, action)
 
 
 def _apply(
     order: Order, action: str, *, actor: Principal, now: datetime, note: str, **changes: Any
 ) -> None:
-    target = TRANSITIONS[action][1]
-    for name, value in changes.items():
-        setattr(order, name, value)
-    order.status = target
-    order.updated_at = now
-    step = {"status": target.value, "at": now.isoformat(), "by": actor.username, "note": note}
-    order.history = [*order.history, step]
+    advance(order, TRANSITIONS[action][1], actor=actor, now=now, note=note, **changes)
 
 
 def _emit(session: Session, order: Order, suffix: str, payload: dict[str, Any] | None) -> None:

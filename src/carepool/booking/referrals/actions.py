@@ -30,6 +30,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from carepool.booking import actions as booking_actions
 from carepool.booking import service as booking_service
+from carepool.booking._flow import advance, require_status
 from carepool.booking.errors import IdempotencyMismatch, InvalidTransition
 from carepool.booking.models import Appointment, AppointmentStatus
 from carepool.booking.referrals import service
@@ -123,24 +124,14 @@ def _require_party(actor: Principal, referral: Referral, party: Party, action: s
 
 def _check(actor: Principal, referral: Referral, action: str) -> None:
     allowed, _target, party, _event = TRANSITIONS[action]
-    if referral.status not in allowed:
-        raise InvalidTransition(
-            f"referral {referral.id} is {referral.status.value}; '{action}' needs "
-            f"{' or '.join(sorted(s.value for s in allowed))}"
-        )
+    require_status("referral", referral.id, referral.status, allowed, action)
     _require_party(actor, referral, party, action)
 
 
 def _apply(
     referral: Referral, action: str, *, actor: Principal, now: datetime, note: str, **changes: Any
 ) -> None:
-    target = TRANSITIONS[action][1]
-    for name, value in changes.items():
-        setattr(referral, name, value)
-    referral.status = target
-    referral.updated_at = now
-    step = {"status": target.value, "at": now.isoformat(), "by": actor.username, "note": note}
-    referral.history = [*referral.history, step]
+    advance(referral, TRANSITIONS[action][1], actor=actor, now=now, note=note, **changes)
 
 
 def _record(

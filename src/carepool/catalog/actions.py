@@ -21,7 +21,6 @@ from carepool.catalog import service as catalog_service
 from carepool.catalog.models import (
     Resource,
     ResourceKind,
-    Service,
     ServiceOffering,
     ServiceRequirement,
 )
@@ -132,7 +131,6 @@ def do_create_entry(
     kind: str,
     data: BaseModel,
     source: str = "api",
-    audit_it: bool = True,
 ) -> Any:
     """Create one catalogue entry of `kind` from its validated shape."""
     ek = catalog_service.entity(kind)
@@ -153,17 +151,16 @@ def do_create_entry(
     session.add(obj)
     session.flush()
     after = catalog_service.to_dict(kind, obj)
-    if audit_it:
-        audit.record(
-            session,
-            actor=actor,
-            action=AuditAction.CREATE,
-            entity_type=kind,
-            entity_id=key,
-            entity_institution=owner,
-            after=after,
-            source=source,
-        )
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.CREATE,
+        entity_type=kind,
+        entity_id=key,
+        entity_institution=owner,
+        after=after,
+        source=source,
+    )
     events.emit(
         session,
         type=f"catalog.{kind}.created",
@@ -477,7 +474,6 @@ def do_import_catalog(
 
 __all__ = [
     "ImportSummary",
-    "Service",
     "do_create_entry",
     "do_delete_entry",
     "do_import_catalog",

@@ -65,3 +65,29 @@ def test_preparation_and_turnover_must_fit_in_free_time() -> None:
     )
     # first start 08:10 (preparation from 08:00); last must end turnover by 09:00
     assert got[0] == _t(8, 10) and got[-1] + timedelta(minutes=20) <= _t(9)
+
+
+def test_skipping_ahead_keeps_the_grid_and_misses_no_slot() -> None:
+    """`candidate_starts(skip_to=x)` is the same grid from x on (steps need not divide 5 min),
+    and `earliest_possible` never jumps past a start at which a slot exists."""
+    from carepool.booking.slots import candidate_starts, earliest_possible, slot_at
+
+    ct = _unit("ct", (_t(8, 3), _t(12)), (_t(13), _t(17)))
+    tech = _unit("tech", (_t(10, 40), _t(11, 30)), (_t(15), _t(16)))
+    reqs = [Requirement(1, [ct]), Requirement(1, [tech])]
+    shape = {
+        "duration": timedelta(minutes=12),
+        "before": timedelta(minutes=3),
+        "after": timedelta(minutes=2),
+    }
+    kw = {**shape, "window_start": _t(8), "window_end": _t(18), "step": timedelta(minutes=12)}
+    every = list(candidate_starts(reqs, **kw))  # type: ignore[arg-type]
+    for x in (_t(9), _t(10, 41), _t(14, 59)):
+        assert list(candidate_starts(reqs, skip_to=x, **kw)) == [t for t in every if t >= x]  # type: ignore[arg-type]
+    block = timedelta(minutes=17)
+    slots = [t for t in every if slot_at(reqs, t, **shape)]  # type: ignore[arg-type]
+    assert slots and slots[0] >= _t(10, 40)
+    for t in every:
+        possible = earliest_possible(reqs, t, before=shape["before"], block=block)
+        later = [s for s in slots if s >= t]
+        assert later == [] or (possible is not None and possible <= later[0])

@@ -98,3 +98,44 @@ def test_cli_token_for_existing_user_only(
     assert ok.exit_code == 0, ok.output
     with sessions() as s:
         assert auth.authenticate(s, token=ok.stdout.strip()).username == "admin"
+
+
+class FakeMonotonic:
+    """A monotonic clock that only moves when told to (for `PrincipalCache`)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_principal_cache_trusts_a_token_for_its_ttl_only(
+    engine, sessions: sessionmaker[Session]
+) -> None:
+    _user(sessions, auth.Role.CONSORTIUM_ADMIN)
+    with sessions() as s, s.begin():
+        token = auth.issue_token(s, username="u1", ttl=timedelta(hours=1))
+    clock = FakeMonotonic()
+    cache = auth.PrincipalCache(ttl=5.0, clock=clock)
+    assert cache.authenticate(sessions, token).username == "u1"
+    with sessions() as s, s.begin():  # revoked by hand in the database, not through revoke_token
+        s.get(auth.ApiToken, auth._hash(token)).revoked = True
+    clock.now += 4.9
+    assert cache.authenticate(sessions, token).username == "u1"  # within the documented bound
+    clock.now += 0.2
+    with pytest.raises(Unauthenticated, match="revoked"):
+        cache.authenticate(sessions, token)
+    with pytest.raises(Unauthenticated, match="revoked"):  # refusals are not cached
+        cache.authenticate(sessions, token)
+
+
+def test_a_revoked_token_stops_working_at_once(client, tokens) -> None:
+    headers = tokens.admin()
+    assert client.get("/api/v1/institutions", headers=headers).status_code == 200
+    token = headers["Authorization"].removeprefix("Bearer ")
+    with client.app.state.sessions() as s, s.begin():
+        assert auth.revoke_token(s, token=token)
+    response = client.get("/api/v1/institutions", headers=headers)
+    assert response.status_code == 401
+    assert "revoked" in response.json()["detail"]

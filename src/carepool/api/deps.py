@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from carepool.core import auth
 from carepool.core.errors import Unauthenticated
@@ -33,8 +34,12 @@ def get_session(request: Request) -> Iterator[Session]:
 DbSession = Annotated[Session, Depends(get_session)]
 
 
-def current_principal(request: Request) -> auth.Principal:
-    """The caller behind `Authorization: Bearer <token>`; 401 without a valid token."""
+async def current_principal(request: Request) -> auth.Principal:
+    """The caller behind `Authorization: Bearer <token>`; 401 without a valid token.
+
+    Principals are cached per process for a few seconds (`auth.PrincipalCache`, decision 0009);
+    a hit is answered on the event loop, a miss reads the database on a worker thread.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -42,8 +47,11 @@ def current_principal(request: Request) -> auth.Principal:
             "send an Authorization: Bearer <token> header "
             "(get a token with `carepool auth token --user NAME`)"
         )
-    with session_factory(request)() as session:
-        principal = auth.authenticate(session, token=token.strip())
+    principal = auth.principals.cached(token.strip())
+    if principal is None:
+        principal = await run_in_threadpool(
+            auth.principals.authenticate, session_factory(request), token.strip()
+        )
     request.state.principal = principal
     return principal
 

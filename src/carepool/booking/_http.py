@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 from fastapi import Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from carepool.booking import service as booking_service
+from carepool.core.db import transaction
 from carepool.core.errors import FieldError, InvalidInput
 from carepool.core.time import ensure_utc
 
-__all__ = ["aware", "now_of", "start_of"]
+__all__ = ["aware", "in_transaction", "now_of", "start_of"]
+
+T = TypeVar("T")
+
+
+async def in_transaction(request: Request, work: Callable[[Session], T]) -> T:
+    """Run `work` in one transaction on a worker thread: committed if it returns, rolled back
+    if it raises (as `api.deps.get_session`).
+
+    For the hot routes (slot search, booking): one thread hop per request, where a sync route
+    with sync dependencies takes one per dependency and one for the route.
+    """
+
+    def run() -> T:
+        with transaction(request.app.state.sessions) as session:
+            return work(session)
+
+    return await run_in_threadpool(run)
 
 
 def now_of(request: Request) -> datetime:

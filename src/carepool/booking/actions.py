@@ -10,16 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from carepool.booking import _pool as booking_pool
 from carepool.booking import service as booking_service
 from carepool.booking._flow import require_status
 from carepool.booking.errors import (
@@ -38,9 +40,9 @@ from carepool.booking.models import (
     QuotaUsage,
     ResourceClaim,
 )
-from carepool.catalog import calendar
 from carepool.catalog import service as catalog_service
-from carepool.catalog.models import Institution, Service
+from carepool.catalog.models import InstitutionKind
+from carepool.catalog.service import ServiceView
 from carepool.core import audit, events
 from carepool.core.audit import AuditAction
 from carepool.core.auth import Principal
@@ -61,31 +63,30 @@ def _digest(values: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _covers(intervals: list[calendar.Interval], start: datetime, end: datetime) -> bool:
-    return any(i.start <= start and i.end >= end for i in intervals)
-
-
 def release_expired_holds(
-    session: Session, *, now: datetime, resource_ids: list[str] | None = None
+    session: Session,
+    *,
+    now: datetime,
+    owner_ids: Collection[str] | None = None,
+    pool: booking_pool.Pool | None = None,
 ) -> int:
-    """Cancel holds whose time ran out and free their claims; returns how many."""
+    """Cancel holds whose time ran out (all, or those of `owner_ids`) and free their claims."""
     stmt = select(Appointment).where(
         Appointment.status == S.HELD, Appointment.hold_expires_at <= now
     )
-    if resource_ids is not None:
-        owners = select(ResourceClaim.owner_id).where(
-            ResourceClaim.resource_id.in_(resource_ids),
-            ResourceClaim.active.is_(True),
-            ResourceClaim.expires_at <= now,
-        )
-        stmt = stmt.where(Appointment.id.in_(owners))
+    if owner_ids is not None:
+        if not owner_ids:
+            return 0
+        stmt = stmt.where(Appointment.id.in_(list(owner_ids)))
     expired = list(session.scalars(stmt.with_for_update(skip_locked=True)))
     for a in expired:
         a.status = S.CANCELLED
         a.cancel_reason = "hold expired"
         a.updated_at = now
         _release_claims(session, a.id)
-        _give_back_quota(session, a)
+        if a.quota_id:
+            pool = pool or booking_pool.get(session)
+            _give_back_quota(session, pool, a)
         events.emit(
             session,
             type="booking.appointment.hold_expired",
@@ -131,10 +132,41 @@ def _taken_report(
     ]
 
 
+def _insert_claims(session: Session, rows: list[dict[str, Any]]) -> set[tuple[str, int]]:
+    """Insert claims; the (resource, lane) pairs the database accepted.
+
+    PostgreSQL skips a row its exclusion constraint refuses (`ON CONFLICT DO NOTHING` waits
+    for a concurrent claimant to finish first), so a lost race costs no savepoint and leaves
+    the transaction usable. SQLite (in-process, one writer) inserts row by row; a row its
+    trigger refuses is undone alone and the transaction goes on.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return {(rid, lane) for rid, lane in session.execute(_PG_CLAIMS, rows)}
+    accepted = set()
+    for row in rows:  # in-process: a statement per row costs no round trip
+        try:
+            session.execute(_CLAIMS, row)
+        except IntegrityError:
+            continue
+        accepted.add((row["resource_id"], row["lane"]))
+    return accepted
+
+
+# Core statements on the table (not the ORM entity): no unit of work, compiled once.
+_CLAIM_TABLE = cast(Table, ResourceClaim.__table__)
+_CLAIMS = insert(_CLAIM_TABLE)
+_PG_CLAIMS = (
+    pg_insert(_CLAIM_TABLE)
+    .on_conflict_do_nothing()
+    .returning(_CLAIM_TABLE.c.resource_id, _CLAIM_TABLE.c.lane)
+)
+
+
 def allocate(
     session: Session,
     *,
-    service: Service,
+    pool: booking_pool.Pool,
+    service: ServiceView,
     institution_id: str,
     start: datetime,
     owner_id: str,
@@ -145,105 +177,129 @@ def allocate(
 ) -> list[str]:
     """Claim, for `start`, the resources every requirement of `service` needs at the member.
 
-    Candidates are tried in a stable order; each claim is inserted in a savepoint, so a
-    resource lost to a concurrent booking is skipped for the next candidate. Raises
-    `SlotTaken` when some requirement cannot be met.
+    One query reads the live claims in the way (and lapsed holds, which are released first);
+    candidates are tried in a stable order and inserted together; a resource lane lost to a
+    concurrent booking is skipped for the next candidate. Raises `SlotTaken` when some
+    requirement cannot be met. Returns the resource ids in requirement order.
     """
-    policy = booking_service.policy_for(session, service.id)
+    policy = pool.policy(service.id)
     t = booking_service.timing(service, policy)
     block_start, block_end = start - t.before, start + t.duration + t.after
     lanes = 1 + policy.overbook_lanes
-    per_req = booking_service.candidates(session, service, institution_id)
+    per_req = pool.candidates(service, institution_id)
     everyone = {r.id: r for group in per_req for r in group}
-    free = booking_service.free_time(
+    open_ = [rid for rid, r in everyone.items() if pool.covers(r, block_start, block_end)]
+    claims = booking_service.claims_around(
         session,
-        list(everyone.values()),
+        open_,
         block_start,
         block_end,
         now=now,
-        lanes=lanes,
         exclude_owner=exclude_owner,
+        lapsed_of=list(everyone),
     )
-    chosen: list[str] = []
-    for req, group in zip(service.requirements, per_req, strict=True):
-        got = 0
-        for resource in group:
-            if resource.id in chosen:
-                continue
-            for lane in range(lanes):
-                if not _covers(free[(resource.id, lane)], block_start, block_end):
+    if claims.lapsed_owners:
+        release_expired_holds(session, now=now, owner_ids=claims.lapsed_owners, pool=pool)
+    opened = set(open_)
+    refused: set[tuple[str, int]] = set()
+    chosen: list[list[str]] = [[] for _ in service.requirements]
+    while True:
+        taken = {rid for group in chosen for rid in group}
+        picks: list[tuple[int, str, int]] = []
+        for i, (req, group) in enumerate(zip(service.requirements, per_req, strict=True)):
+            want = req.count - len(chosen[i])
+            for resource in group:
+                if want == 0:
+                    break
+                if resource.id in taken or resource.id not in opened:
                     continue
-                try:
-                    with session.begin_nested():
-                        session.add(
-                            ResourceClaim(
-                                resource_id=resource.id,
-                                lane=lane,
-                                start_at=block_start,
-                                end_at=block_end,
-                                purpose=purpose,
-                                owner_id=owner_id,
-                                active=True,
-                                expires_at=expires_at,
-                            )
-                        )
-                        session.flush()
-                except IntegrityError:
-                    continue  # taken a moment ago by someone else: try the next lane/resource
-                chosen.append(resource.id)
-                got += 1
-                break
-            if got == req.count:
-                break
-        if got < req.count:
-            what = req.type_code or (req.role.value if req.role else req.kind.value)
-            raise SlotTaken(
-                f"{service.id} at {institution_id} from {start.isoformat()} is not free: "
-                f"needs {req.count} × {what}, {got} available for "
-                f"{block_start.isoformat()}–{block_end.isoformat()}",
-                taken=_taken_report(session, [r.id for r in group], block_start, block_end, now),
-            )
-    return chosen
+                lane = next(
+                    (
+                        k
+                        for k in range(lanes)
+                        if (resource.id, k) not in claims.busy and (resource.id, k) not in refused
+                    ),
+                    None,
+                )
+                if lane is None:
+                    continue
+                picks.append((i, resource.id, lane))
+                taken.add(resource.id)
+                want -= 1
+            if want:
+                what = req.type_code or (req.role.value if req.role else req.kind.value)
+                raise SlotTaken(
+                    f"{service.id} at {institution_id} from {start.isoformat()} is not free: "
+                    f"needs {req.count} × {what}, {req.count - want} available for "
+                    f"{block_start.isoformat()}–{block_end.isoformat()}",
+                    taken=_taken_report(
+                        session, [r.id for r in group], block_start, block_end, now
+                    ),
+                )
+        if not picks:
+            break
+        accepted = _insert_claims(
+            session,
+            [
+                {
+                    "resource_id": rid,
+                    "lane": lane,
+                    "start_at": block_start,
+                    "end_at": block_end,
+                    "purpose": purpose,
+                    "owner_id": owner_id,
+                    "active": True,
+                    "expires_at": expires_at,
+                }
+                for _, rid, lane in picks
+            ],
+        )
+        for i, rid, lane in picks:
+            if (rid, lane) in accepted:
+                chosen[i].append(rid)
+            else:
+                refused.add((rid, lane))  # taken a moment ago by someone else
+    return [rid for group in chosen for rid in group]
 
 
 def _quota_for(
-    session: Session, service: Service, institution_id: str, requester: Institution | None
-) -> Quota | None:
+    pool: booking_pool.Pool,
+    service_id: str,
+    institution_id: str,
+    requester_id: str | None,
+    requester_kind: InstitutionKind | None,
+) -> booking_pool.QuotaView | None:
     """The quota this booking draws on when the requester is outside its reserved group."""
-    for quota in session.scalars(
-        select(Quota).where(Quota.service_id == service.id, Quota.institution_id == institution_id)
-    ):
-        inside = requester is not None and (
-            requester.kind.value in quota.reserved_for_kinds
-            or requester.id in quota.reserved_for_institutions
+    for quota in pool.quotas_for(service_id, institution_id):
+        inside = requester_id is not None and (
+            (requester_kind is not None and requester_kind.value in quota.reserved_for_kinds)
+            or requester_id in quota.reserved_for_institutions
         )
         if not inside:
             return quota
     return None
 
 
-def _local_day(session: Session, when: datetime) -> tuple[str, datetime, datetime]:
-    tz = ZoneInfo(catalog_service.consortium_timezone(session))
-    local = when.astimezone(tz)
+def _local_day(zone: ZoneInfo, when: datetime) -> tuple[str, datetime, datetime]:
+    local = when.astimezone(zone)
     day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
     return local.date().isoformat(), day_start, day_start + timedelta(days=1)
 
 
 def _capacity_minutes(
-    session: Session,
-    service: Service,
+    pool: booking_pool.Pool,
+    service: ServiceView,
     institution_id: str,
     start: datetime,
     end: datetime,
-    now: datetime,
 ) -> int:
     """Calendar minutes of the scarcest requirement's resources over [start, end)."""
-    per_req = booking_service.candidates(session, service, institution_id)
+    per_req = pool.candidates(service, institution_id)
     best: int | None = None
     for req, group in zip(service.requirements, per_req, strict=True):
         total = 0
         for r in group:
-            for iv in catalog_service.availability(session, resource_id=r.id, start=start, end=end):
+            for iv in pool.availability(r, start, end):
                 total += int((iv.end - iv.start).total_seconds() // 60)
         per = total // req.count
         best = per if best is None else min(best, per)
@@ -251,16 +307,21 @@ def _capacity_minutes(
 
 
 def _take_quota(
-    session: Session, quota: Quota, service: Service, start: datetime, minutes: int, now: datetime
+    session: Session,
+    pool: booking_pool.Pool,
+    quota: booking_pool.QuotaView,
+    service: ServiceView,
+    start: datetime,
+    minutes: int,
 ) -> str:
-    day, day_start, day_end = _local_day(session, start)
+    day, day_start, day_end = _local_day(pool.zone, start)
     limit = int(
-        _capacity_minutes(session, service, quota.institution_id, day_start, day_end, now)
+        _capacity_minutes(pool, service, quota.institution_id, day_start, day_end)
         * (1 - quota.share)
     )
     values = {"quota_id": quota.id, "day": day, "used_minutes": 0, "limit_minutes": limit}
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(QuotaUsage).values(**values).on_conflict_do_nothing())
+    insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert_(QuotaUsage).values(**values).on_conflict_do_nothing())
     result = session.execute(
         update(QuotaUsage)
         .where(
@@ -281,10 +342,10 @@ def _take_quota(
     return day
 
 
-def _give_back_quota(session: Session, appointment: Appointment) -> None:
+def _give_back_quota(session: Session, pool: booking_pool.Pool, appointment: Appointment) -> None:
     if not appointment.quota_id:
         return
-    day, _, _ = _local_day(session, appointment.start_at)
+    day, _, _ = _local_day(pool.zone, appointment.start_at)
     minutes = int((appointment.end_at - appointment.start_at).total_seconds() // 60)
     session.execute(
         update(QuotaUsage)
@@ -293,10 +354,28 @@ def _give_back_quota(session: Session, appointment: Appointment) -> None:
     )
 
 
-def check_orderable(session: Session, actor: Principal, service: Service) -> Institution | None:
-    requester = session.get(Institution, actor.institution_id) if actor.institution_id else None
+class Orderable(Protocol):
+    """What `check_orderable` reads of a service (a catalogue row or its cached view)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def orderable_by_roles(self) -> Sequence[str]: ...
+    @property
+    def orderable_by_kinds(self) -> Sequence[str]: ...
+
+
+def check_orderable(
+    session: Session,
+    actor: Principal,
+    service: Orderable,
+    *,
+    pool: booking_pool.Pool | None = None,
+) -> InstitutionKind | None:
+    """Refuse unless the caller's role and member kind may order `service`; the member's kind."""
+    kind = (pool or booking_pool.get(session)).institution_kind(actor.institution_id)
     if actor.consortium_wide:
-        return requester
+        return kind
     if service.orderable_by_roles and (
         actor.role is None or actor.role.value not in service.orderable_by_roles
     ):
@@ -305,13 +384,27 @@ def check_orderable(session: Session, actor: Principal, service: Service) -> Ins
             f"{actor.username!r} is {actor.role.value if actor.role else 'no role'}"
         )
     if service.orderable_by_kinds and (
-        requester is None or requester.kind.value not in service.orderable_by_kinds
+        kind is None or kind.value not in service.orderable_by_kinds
     ):
         raise PermissionDenied(
             f"{service.id} may be ordered from {', '.join(service.orderable_by_kinds)}; "
             f"{actor.institution_id!r} is not one"
         )
-    return requester
+    return kind
+
+
+def _idempotency_lock(session: Session, username: str, key: str) -> None:
+    """On PostgreSQL, make concurrent requests with one caller's key wait for each other.
+
+    The second then finds the first's appointment instead of failing on the unique index
+    (SQLite transactions hold the write lock already).
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(f"appointment\0{username}\0{key}".encode()).digest()
+    session.execute(
+        select(func.pg_advisory_xact_lock(int.from_bytes(digest[:8], "big", signed=True)))
+    )
 
 
 def do_create_appointment(
@@ -345,6 +438,7 @@ def do_create_appointment(
     }
     digest = _digest(request)
     if idempotency_key:
+        _idempotency_lock(session, actor.username, idempotency_key)
         existing = session.scalar(
             select(Appointment).where(
                 Appointment.requested_by == actor.username,
@@ -358,14 +452,15 @@ def do_create_appointment(
                     f"(appointment {existing.id})"
                 )
             return existing, False
-    service: Service = catalog_service.get(session, kind="service", id=service_id)
-    if institution_id not in booking_service.offering_members(session, service):
+    pool = booking_pool.get(session)
+    service = pool.service(service_id)
+    if institution_id not in service.offered_by:
         raise InvalidInput(
             f"{institution_id!r} does not offer {service_id!r}",
             [],
         )
-    requester = check_orderable(session, actor, service)
-    policy = booking_service.policy_for(session, service_id)
+    requester_kind = check_orderable(session, actor, service, pool=pool)
+    policy = pool.policy(service_id)
     if start < now + timedelta(minutes=policy.min_notice_minutes):
         raise InvalidInput(
             f"{service_id} must be booked at least {policy.min_notice_minutes} min ahead; "
@@ -373,15 +468,14 @@ def do_create_appointment(
         )
     appointment_id = "apt-" + uuid.uuid4().hex[:20]
     expires = now + timedelta(minutes=policy.hold_minutes) if hold else None
-    per_req = booking_service.candidates(session, service, institution_id)
-    release_expired_holds(session, now=now, resource_ids=[r.id for g in per_req for r in g])
-    quota = _quota_for(session, service, institution_id, requester)
+    quota = _quota_for(pool, service_id, institution_id, actor.institution_id, requester_kind)
     quota_id = None
     if quota is not None and start - now > timedelta(hours=quota.release_hours):
-        _take_quota(session, quota, service, start, service.duration_min, now)
+        _take_quota(session, pool, quota, service, start, service.duration_min)
         quota_id = quota.id
     chosen = allocate(
         session,
+        pool=pool,
         service=service,
         institution_id=institution_id,
         start=start,
@@ -412,17 +506,6 @@ def do_create_appointment(
         updated_at=now,
     )
     session.add(appointment)
-    if not idempotency_key:
-        session.flush()
-    else:
-        try:
-            with session.begin_nested():
-                session.flush()
-        except IntegrityError as exc:  # the same idempotency key, concurrently
-            raise IdempotencyMismatch(
-                f"idempotency key {idempotency_key!r} is being used by a concurrent request; retry"
-            ) from exc
-    after = booking_service.to_dict(appointment)
     audit.record(
         session,
         actor=actor,
@@ -430,7 +513,7 @@ def do_create_appointment(
         entity_type="appointment",
         entity_id=appointment_id,
         entity_institution=institution_id,
-        after=after,
+        after=booking_service.to_dict(appointment),
     )
     events.emit(
         session,
@@ -440,6 +523,14 @@ def do_create_appointment(
         institution_id=institution_id,
         payload={"service_id": service_id, "start": start.isoformat(), "resources": chosen},
     )
+    try:
+        session.flush()  # the appointment, its audit row and its event: three inserts
+    except IntegrityError as exc:
+        if idempotency_key:  # the key's lock makes this unreachable on PostgreSQL
+            raise IdempotencyMismatch(
+                f"idempotency key {idempotency_key!r} is being used by a concurrent request; retry"
+            ) from exc
+        raise
     return appointment, True
 
 
@@ -483,7 +574,8 @@ def do_transition_appointment(
     appointment.updated_at = now
     if target in RELEASES_TIME:
         _release_claims(session, id)
-        _give_back_quota(session, appointment)
+        if appointment.quota_id:
+            _give_back_quota(session, booking_pool.get(session), appointment)
         appointment.cancel_reason = reason
     session.flush()
     audit.record(
@@ -519,7 +611,8 @@ def do_reschedule_appointment(
             f"appointment {id} is {appointment.status.value}; only held or booked ones move"
         )
     before = booking_service.to_dict(appointment)
-    service: Service = catalog_service.get(session, kind="service", id=appointment.service_id)
+    pool = booking_pool.get(session)
+    service = pool.service(appointment.service_id)
     old_claims = list(
         session.scalars(
             select(ResourceClaim).where(
@@ -530,21 +623,20 @@ def do_reschedule_appointment(
     for c in old_claims:
         c.active = False
     # Quotas follow the appointment: the old day's minutes come back, the new day's are taken.
-    _give_back_quota(session, appointment)
-    requester = (
-        session.get(Institution, appointment.requester_institution_id)
-        if appointment.requester_institution_id
-        else None
+    _give_back_quota(session, pool, appointment)
+    requester = appointment.requester_institution_id
+    quota = _quota_for(
+        pool, service.id, appointment.institution_id, requester, pool.institution_kind(requester)
     )
-    quota = _quota_for(session, service, appointment.institution_id, requester)
     appointment.quota_id = None
     if quota is not None and start - now > timedelta(hours=quota.release_hours):
-        _take_quota(session, quota, service, start, service.duration_min, now)
+        _take_quota(session, pool, quota, service, start, service.duration_min)
         appointment.quota_id = quota.id
     session.flush()
     expires = appointment.hold_expires_at
     chosen = allocate(
         session,
+        pool=pool,
         service=service,
         institution_id=appointment.institution_id,
         start=start,

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -54,6 +55,23 @@ class ResourceClaim(Base):
         CheckConstraint("end_at > start_at", name="claim_positive"),
         CheckConstraint("lane >= 0", name="lane_non_negative"),
         Index("ix_resource_claim_lookup", "resource_id", "start_at", "end_at"),
+        # "Live claims of these resources that end after t": bounded by the future, not by
+        # the history a busy scanner piles up (the lookup index above scans all past claims).
+        Index(
+            "ix_resource_claim_live",
+            "resource_id",
+            "end_at",
+            postgresql_where=text("active"),
+            sqlite_where=text("active"),
+        ),
+        # Holds that may have lapsed, found by every booking without scanning bookings.
+        Index(
+            "ix_resource_claim_holds",
+            "resource_id",
+            "expires_at",
+            postgresql_where=text("active AND expires_at IS NOT NULL"),
+            sqlite_where=text("active AND expires_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(
@@ -157,3 +175,19 @@ class QuotaUsage(Base):
     day: Mapped[str] = mapped_column(String(10), primary_key=True)  # local date, ISO
     used_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     limit_minutes: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class CacheVersion(Base):
+    """One row whose `version` changes whenever data the booking pool caches per process changes.
+
+    Triggers (migration 0010) on the catalogue tables the pool reads (consortium, institutions,
+    resources, calendars, services) and on booking policies and quotas give `version` a new
+    value in the writing transaction, whatever code or SQL wrote; each booking request reads it
+    once and reuses its process's cached copy only while it matches (decision 0009).
+    """
+
+    __tablename__ = "booking_cache_version"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False)

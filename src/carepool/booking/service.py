@@ -6,29 +6,39 @@ whose time has passed no longer counts.
 
 from __future__ import annotations
 
+import functools
+import heapq
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import String, and_, any_, bindparam, or_, select, union_all
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from carepool.booking import _pool as booking_pool
 from carepool.booking.models import (
     Appointment,
     AppointmentStatus,
     BookingPolicy,
     ResourceClaim,
 )
-from carepool.booking.slots import Requirement, Slot, Unit, find_slots
+from carepool.booking.slots import (
+    Requirement,
+    Slot,
+    Unit,
+    candidate_starts,
+    earliest_possible,
+    slot_at,
+)
 from carepool.catalog import calendar
 from carepool.catalog import service as catalog_service
 from carepool.catalog.models import (
     CalendarException,
     CalendarRule,
     ExceptionKind,
-    Institution,
     Resource,
     ResourceStatus,
     Service,
@@ -60,7 +70,21 @@ def policy_for(session: Session, service_id: str) -> BookingPolicy:
     return memo[service_id]
 
 
-def timing(service: Service, policy: BookingPolicy) -> ServiceTiming:
+class _Timed(Protocol):
+    @property
+    def duration_min(self) -> int: ...
+    @property
+    def preparation_min(self) -> int: ...
+    @property
+    def turnover_min(self) -> int: ...
+
+
+class _Stepped(Protocol):
+    @property
+    def slot_step_minutes(self) -> int | None: ...
+
+
+def timing(service: _Timed, policy: _Stepped) -> ServiceTiming:
     step = policy.slot_step_minutes or max(5, service.duration_min)
     return ServiceTiming(
         duration=timedelta(minutes=service.duration_min),
@@ -202,6 +226,92 @@ def free_time(
     return out
 
 
+@dataclass
+class Claims:
+    """Live claims overlapping a window, per (resource, lane); and owners of lapsed holds."""
+
+    busy: dict[tuple[str, int], list[calendar.Interval]]
+    lapsed_owners: set[str]
+
+
+_CLAIM_COLUMNS = (
+    ResourceClaim.resource_id,
+    ResourceClaim.lane,
+    ResourceClaim.start_at,
+    ResourceClaim.end_at,
+    ResourceClaim.expires_at,
+    ResourceClaim.owner_id,
+)
+
+
+@functools.cache
+def _claims_statement(dialect: str, exclude_owner: bool, lapsed: bool) -> Any:
+    """The claims query, built once per shape: hot paths pay no statement construction.
+
+    On PostgreSQL the ids are one array bind (`= ANY(:ids)`), so the SQL text is the same for
+    any number of resources and psycopg prepares it once; SQLite expands `IN (...)`.
+    """
+
+    def among(name: str) -> Any:
+        if dialect == "postgresql":
+            return ResourceClaim.resource_id == any_(bindparam(name, type_=ARRAY(String)))
+        return ResourceClaim.resource_id.in_(bindparam(name, expanding=True))
+
+    window = select(*_CLAIM_COLUMNS).where(
+        among("ids"),
+        ResourceClaim.active,
+        ResourceClaim.end_at > bindparam("start"),
+        ResourceClaim.start_at < bindparam("end"),
+    )
+    if exclude_owner:
+        window = window.where(ResourceClaim.owner_id != bindparam("exclude_owner"))
+    if not lapsed:
+        return window
+    return union_all(
+        window,
+        select(*_CLAIM_COLUMNS).where(
+            among("lapsed_ids"),
+            ResourceClaim.active,
+            ResourceClaim.expires_at.is_not(None),
+            ResourceClaim.expires_at <= bindparam("now"),
+        ),
+    )
+
+
+def claims_around(
+    session: Session,
+    resource_ids: Sequence[str],
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    exclude_owner: str | None = None,
+    lapsed_of: Sequence[str] = (),
+) -> Claims:
+    """One query: the live claims of `resource_ids` in [start, end), and the owners of active
+    claims of `lapsed_of` whose hold ran out (at any time), for release."""
+    busy: dict[tuple[str, int], list[calendar.Interval]] = defaultdict(list)
+    lapsed: set[str] = set()
+    if not resource_ids and not lapsed_of:
+        return Claims(busy, lapsed)
+    stmt = _claims_statement(
+        session.get_bind().dialect.name, exclude_owner is not None, bool(lapsed_of)
+    )
+    params: dict[str, Any] = {"ids": list(resource_ids), "start": start, "end": end}
+    if exclude_owner is not None:
+        params["exclude_owner"] = exclude_owner
+    if lapsed_of:
+        params |= {"lapsed_ids": list(lapsed_of), "now": now}
+    for resource_id, lane, claim_start, claim_end, expires_at, owner_id in session.execute(
+        stmt, params
+    ):
+        if expires_at is not None and expires_at <= now:
+            lapsed.add(owner_id)  # readers ignore it; the next booking releases it
+        elif claim_start < end and claim_end > start:
+            busy[(resource_id, lane)].append(calendar.Interval(claim_start, claim_end))
+    return Claims(busy, lapsed)
+
+
 def offering_members(session: Session, service: Service) -> list[str]:
     return [o.institution_id for o in service.offerings]
 
@@ -233,9 +343,10 @@ def parse_slot_id(session: Session, value: str) -> tuple[str, str, datetime]:
     except ValueError as exc:
         raise InvalidInput(f"slot id {value!r} is not one this server gave out") from exc
     parts = rest.split(".")
+    catalog = booking_pool.get(session).catalog
     for i in range(1, len(parts)):
         member, service = ".".join(parts[:i]), ".".join(parts[i:])
-        if session.get(Institution, member) and session.get(Service, service):
+        if member in catalog.institution_kinds and service in catalog.services:
             return service, member, start
     raise InvalidInput(f"slot id {value!r} does not name a service offered by a member")
 
@@ -251,27 +362,36 @@ def search_slots(
     campus_id: str | None = None,
     limit: int = 20,
 ) -> list[MemberSlot]:
-    """Bookable times for a service across every member offering it, earliest first."""
-    service: Service = catalog_service.get(session, kind="service", id=service_id)
-    policy = policy_for(session, service_id)
+    """Bookable times for a service across every member offering it, earliest first.
+
+    Calendars come from the process's pool (decision 0009); claims from one query.
+    """
+    pool = booking_pool.get(session)
+    service = pool.service(service_id)
+    policy = pool.policy(service_id)
     t = timing(service, policy)
     earliest = max(start, now + timedelta(minutes=policy.min_notice_minutes))
-    members = offering_members(session, service)
-    if institution_id:
-        members = [m for m in members if m == institution_id]
+    members = [m for m in service.offered_by if not institution_id or m == institution_id]
     lanes = 1 + policy.overbook_lanes
-    found: list[MemberSlot] = []
-    by_member = {
-        m: per_req
-        for m, per_req in candidates_by_member(session, service, members, campus_id).items()
-        if all(len(c) >= req.count for c, req in zip(per_req, service.requirements, strict=True))
-    }
+    by_member = {}
+    for m in members:
+        per_req = pool.candidates(service, m, campus_id)
+        if all(len(c) >= req.count for c, req in zip(per_req, service.requirements, strict=True)):
+            by_member[m] = per_req
+    if not by_member or earliest >= end:
+        return []
     everyone = {r.id: r for per_req in by_member.values() for group in per_req for r in group}
-    free = free_time(
-        session, list(everyone.values()), earliest - t.before, end + t.after, now=now, lanes=lanes
-    )
-    for member, per_req in by_member.items():
-        reqs = [
+    window_start, window_end = earliest - t.before, end + t.after
+    busy = claims_around(session, list(everyone), window_start, window_end, now=now).busy
+    free: dict[tuple[str, int], list[calendar.Interval]] = {}
+    for r in everyone.values():
+        base = pool.availability(r, window_start, window_end)
+        for lane in range(lanes):
+            taken = busy.get((r.id, lane))
+            free[(r.id, lane)] = calendar.subtract(base, taken) if taken else base
+
+    reqs = {
+        member: [
             Requirement(
                 count=req.count,
                 units=[
@@ -280,19 +400,50 @@ def search_slots(
             )
             for req, group in zip(service.requirements, per_req, strict=True)
         ]
-        for s in find_slots(
-            reqs,
+        for member, per_req in by_member.items()
+    }
+
+    # Candidate times of every member in one time-ordered queue, checked until `limit` slots are
+    # found, so no member's window is scanned past the last slot returned. A time at which some
+    # requirement has no free unit at all moves that member on to the next time at which each
+    # has one (its grid unchanged).
+    def starts(member: str, skip_to: datetime | None) -> Iterator[datetime]:
+        return candidate_starts(
+            reqs[member],
             window_start=earliest,
             window_end=end,
             duration=t.duration,
             before=t.before,
             after=t.after,
             step=t.step,
-            limit=limit,
-        ):
-            found.append(MemberSlot(service_id, member, s))
-    found.sort(key=lambda ms: (ms.slot.start, ms.institution_id))
-    return found[:limit]
+            skip_to=skip_to,
+        )
+
+    queue: list[tuple[datetime, str]] = []
+    streams: dict[str, Iterator[datetime]] = {}
+
+    def advance(member: str) -> None:
+        when = next(streams[member], None)
+        if when is not None:
+            heapq.heappush(queue, (when, member))
+
+    for member in sorted(reqs):
+        streams[member] = starts(member, None)
+        advance(member)
+    found: list[MemberSlot] = []
+    while queue and len(found) < limit:
+        when, member = heapq.heappop(queue)
+        possible = earliest_possible(reqs[member], when, before=t.before, block=t.block)
+        if possible is None:
+            continue  # nothing more at this member in the window
+        if possible > when:
+            streams[member] = starts(member, possible)
+        else:
+            slot = slot_at(reqs[member], when, duration=t.duration, before=t.before, after=t.after)
+            if slot is not None:
+                found.append(MemberSlot(service_id, member, slot))
+        advance(member)
+    return found
 
 
 def can_see(principal: Principal, appointment: Appointment) -> bool:

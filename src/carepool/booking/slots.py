@@ -9,11 +9,13 @@ earliest times at which every requirement can be met for the whole block
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+import heapq
+import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from carepool.catalog.calendar import Interval
+from carepool.catalog.calendar import Interval, merge
 
 
 @dataclass(frozen=True)
@@ -32,11 +34,27 @@ class Unit:
         k = bisect.bisect_right(self._starts, start) - 1
         return k >= 0 and self.free[k].end >= end
 
+    def earliest_fit(self, start: datetime, length: timedelta) -> datetime | None:
+        """The earliest t >= start with [t, t + length) free; None if there is none."""
+        k = max(0, bisect.bisect_right(self._starts, start) - 1)
+        for iv in self.free[k:]:
+            t = max(start, iv.start)
+            if iv.end - t >= length:
+                return t
+        return None
+
 
 @dataclass(frozen=True)
 class Requirement:
     count: int
     units: Sequence[Unit]
+    # When at least one of the units is free: a block outside it cannot be met (a quick test
+    # before looking at every unit).
+    any_free: Unit = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        union = merge(iv for unit in self.units for iv in unit.free)
+        object.__setattr__(self, "any_free", Unit("*", 0, union))
 
 
 @dataclass(frozen=True)
@@ -77,32 +95,117 @@ def find_slots(
     limit: int,
 ) -> list[Slot]:
     """The earliest `limit` service start times in the window at which all requirements fit."""
-    if not requirements or limit <= 0:
+    if limit <= 0:
         return []
+    found = iter_slots(
+        requirements,
+        window_start=window_start,
+        window_end=window_end,
+        duration=duration,
+        before=before,
+        after=after,
+        step=step,
+    )
+    return list(itertools.islice(found, limit))
+
+
+def iter_slots(
+    requirements: Sequence[Requirement],
+    *,
+    window_start: datetime,
+    window_end: datetime,
+    duration: timedelta,
+    before: timedelta,
+    after: timedelta,
+    step: timedelta,
+) -> Iterator[Slot]:
+    """Every service start time in the window at which all requirements fit, earliest first.
+
+    Lazy: a caller that needs the first few stops the work there.
+    """
+    for t in candidate_starts(
+        requirements,
+        window_start=window_start,
+        window_end=window_end,
+        duration=duration,
+        before=before,
+        after=after,
+        step=step,
+    ):
+        slot = slot_at(requirements, t, duration=duration, before=before, after=after)
+        if slot is not None:
+            yield slot
+
+
+def candidate_starts(
+    requirements: Sequence[Requirement],
+    *,
+    window_start: datetime,
+    window_end: datetime,
+    duration: timedelta,
+    before: timedelta,
+    after: timedelta,
+    step: timedelta,
+    skip_to: datetime | None = None,
+) -> Iterator[datetime]:
+    """Start times worth checking, in order: on the step grid of the scarcest requirement's free
+    intervals (no slot can start elsewhere). Lazy, so the first slots are found without listing
+    the whole window. `skip_to` drops the times before it (the grid stays where it was)."""
+    if not requirements:
+        return iter(())
     anchor = min(requirements, key=lambda r: len(r.units))
-    candidates: set[datetime] = set()
-    for unit in anchor.units:
-        for iv in unit.free:
-            t = iv.start + before
-            if t < window_start:
-                t += ((window_start - t + step - timedelta(microseconds=1)) // step) * step
-            t = _on_grid(t)
-            while t + duration + after <= iv.end and t + duration <= window_end:
-                candidates.add(t)
-                t += step
-    slots: list[Slot] = []
-    for t in sorted(candidates):
-        block_start, block_end = t - before, t + duration + after
-        chosen: list[tuple[str, ...]] = []
-        capacity = None
+    tick = timedelta(microseconds=1)
+
+    def starts(iv: Interval) -> Iterator[datetime]:
+        t = iv.start + before
+        if t < window_start:
+            t += ((window_start - t + step - tick) // step) * step
+        t = _on_grid(t)
+        if skip_to is not None and t < skip_to:
+            t += ((skip_to - t + step - tick) // step) * step
+        while t + duration + after <= iv.end and t + duration <= window_end:
+            yield t
+            t += step
+
+    merged = heapq.merge(*(starts(iv) for unit in anchor.units for iv in unit.free))
+    return (t for t, _ in itertools.groupby(merged))
+
+
+def earliest_possible(
+    requirements: Sequence[Requirement], t: datetime, *, before: timedelta, block: timedelta
+) -> datetime | None:
+    """The earliest start at or after `t` at which every requirement has some unit free for the
+    whole block (necessary for a slot, not enough); None if there is none."""
+    while True:
+        latest = t
         for req in requirements:
-            free, fits = _pick(req, block_start, block_end)
-            if fits == 0:
-                break
-            chosen.append(tuple(free[: req.count]))
-            capacity = fits if capacity is None else min(capacity, fits)
-        else:
-            slots.append(Slot(t, t + duration, capacity or 0, tuple(chosen)))
-            if len(slots) >= limit:
-                break
-    return slots
+            fit = req.any_free.earliest_fit(t - before, block)
+            if fit is None:
+                return None
+            latest = max(latest, fit + before)
+        if latest == t:
+            return t
+        t = latest
+
+
+def slot_at(
+    requirements: Sequence[Requirement],
+    t: datetime,
+    *,
+    duration: timedelta,
+    before: timedelta,
+    after: timedelta,
+) -> Slot | None:
+    """The slot starting at `t` if every requirement has enough free resources for the block."""
+    block_start, block_end = t - before, t + duration + after
+    if not all(req.any_free.covers(block_start, block_end) for req in requirements):
+        return None
+    chosen: list[tuple[str, ...]] = []
+    capacity = None
+    for req in requirements:
+        free, fits = _pick(req, block_start, block_end)
+        if fits == 0:
+            return None
+        chosen.append(tuple(free[: req.count]))
+        capacity = fits if capacity is None else min(capacity, fits)
+    return Slot(t, t + duration, capacity or 0, tuple(chosen))

@@ -7,11 +7,12 @@ from typing import Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from carepool.api.deps import Caller, DbSession
 from carepool.booking import actions
 from carepool.booking import service as booking_service
-from carepool.booking._http import aware, now_of
+from carepool.booking._http import aware, in_transaction, now_of
 from carepool.booking.models import AppointmentStatus
 from carepool.core import audit
 from carepool.core.audit import AuditAction
@@ -21,9 +22,8 @@ router = APIRouter(tags=["booking"])
 
 
 @router.get("/slots", summary="Bookable times for a service across every member, earliest first")
-def get_slots(
+async def get_slots(
     request: Request,
-    session: DbSession,
     caller: Caller,
     service: str = Query(..., description="service id"),
     start: datetime | None = Query(None, description="from (default: now)"),
@@ -41,15 +41,18 @@ def get_slots(
             "the window must be positive and at most 62 days",
             [FieldError("query:end", "after start, within 62 days")],
         )
-    found = booking_service.search_slots(
-        session,
-        service_id=service,
-        start=begin,
-        end=finish,
-        now=now,
-        institution_id=institution,
-        campus_id=campus,
-        limit=limit,
+    found = await in_transaction(
+        request,
+        lambda session: booking_service.search_slots(
+            session,
+            service_id=service,
+            start=begin,
+            end=finish,
+            now=now,
+            institution_id=institution,
+            campus_id=campus,
+            limit=limit,
+        ),
     )
     return {
         "service_id": service,
@@ -104,42 +107,47 @@ def _audit_read(session: Any, caller: Any, appointment: Any) -> None:
 
 
 @router.post("/appointments", status_code=201, summary="Hold or book a service")
-def create_appointment(
+async def create_appointment(
     request: Request,
     response: Response,
     body: AppointmentCreate,
-    session: DbSession,
     caller: Caller,
     idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=128),
 ) -> dict[str, Any]:
-    if body.slot_id:
-        service_id, institution_id, start = booking_service.parse_slot_id(session, body.slot_id)
-    elif body.service_id and body.institution_id and body.start:
-        service_id, institution_id = body.service_id, body.institution_id
-        start = aware(body.start, "start")  # type: ignore[assignment]
-    else:
-        raise InvalidInput(
-            "give slot_id, or service_id, institution_id and start",
-            [FieldError("body:slot_id", "missing")],
+    now = now_of(request)
+
+    def book(session: Session) -> tuple[dict[str, Any], bool]:
+        if body.slot_id:
+            service_id, institution_id, start = booking_service.parse_slot_id(session, body.slot_id)
+        elif body.service_id and body.institution_id and body.start:
+            service_id, institution_id = body.service_id, body.institution_id
+            start = aware(body.start, "start")  # type: ignore[assignment]
+        else:
+            raise InvalidInput(
+                "give slot_id, or service_id, institution_id and start",
+                [FieldError("body:slot_id", "missing")],
+            )
+        appointment, created = actions.do_create_appointment(
+            session,
+            actor=caller,
+            now=now,
+            service_id=service_id,
+            institution_id=institution_id,
+            start=start,
+            patient_ref=body.patient_ref,
+            patient_name=body.patient_name,
+            hold=body.hold,
+            idempotency_key=idempotency_key,
+            referral_id=body.referral_id,
+            note=body.note,
         )
-    appointment, created = actions.do_create_appointment(
-        session,
-        actor=caller,
-        now=now_of(request),
-        service_id=service_id,
-        institution_id=institution_id,
-        start=start,
-        patient_ref=body.patient_ref,
-        patient_name=body.patient_name,
-        hold=body.hold,
-        idempotency_key=idempotency_key,
-        referral_id=body.referral_id,
-        note=body.note,
-    )
+        return booking_service.to_dict(appointment), created
+
+    data, created = await in_transaction(request, book)
     if not created:
         response.status_code = 200
-    response.headers["Location"] = f"/api/v1/appointments/{appointment.id}"
-    return booking_service.to_dict(appointment)
+    response.headers["Location"] = f"/api/v1/appointments/{data['id']}"
+    return data
 
 
 @router.get("/appointments", summary="Appointments the caller may see")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,9 +21,14 @@ from carepool.catalog.models import (
     DepartmentCode,
     ExceptionKind,
     Institution,
+    InstitutionKind,
     Resource,
+    ResourceKind,
     ResourceStatus,
     Service,
+    ServiceOffering,
+    ServiceRequirement,
+    StaffRole,
     Ward,
 )
 from carepool.catalog.schemas import (
@@ -310,4 +316,170 @@ def availability(
         end=end,
         tz=consortium_timezone(session),
         in_service=resource.status is ResourceStatus.IN_SERVICE,
+    )
+
+
+# --- A plain-data picture of what booking reads, loaded in a few queries (cached by callers) ---
+
+
+@dataclass(frozen=True)
+class ResourceView:
+    id: str
+    kind: ResourceKind
+    type_code: str
+    status: ResourceStatus
+    institution_id: str
+    campus_id: str | None
+    role: StaffRole | None
+    skill_level: int | None
+    specialties: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RequirementView:
+    kind: ResourceKind
+    type_code: str | None
+    role: StaffRole | None
+    min_skill: int | None
+    specialty: str | None
+    count: int
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    id: str
+    duration_min: int
+    preparation_min: int
+    turnover_min: int
+    orderable_by_roles: tuple[str, ...]
+    orderable_by_kinds: tuple[str, ...]
+    requirements: tuple[RequirementView, ...]
+    offered_by: tuple[str, ...]  # institution ids, sorted
+
+
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    """Services, resources, calendars and members as plain data, for readers that cache them.
+
+    Holding one is safe only while the catalogue is unchanged; `booking` keeps one per process
+    and checks a version row on every request (docs/decisions/0009-booking-caches.md).
+    """
+
+    timezone: str
+    institution_kinds: dict[str, InstitutionKind]
+    services: dict[str, ServiceView]
+    resources: dict[str, ResourceView]  # in id order
+    rules: dict[str, tuple[calendar.Rule, ...]]
+    exceptions: dict[str, tuple[calendar.Exception_, ...]]
+
+
+def load_snapshot(session: Session) -> CatalogSnapshot:
+    """The catalogue as `CatalogSnapshot`, in seven queries (no ORM objects)."""
+    tz = session.scalar(select(Consortium.timezone).order_by(Consortium.id).limit(1))
+    kinds: dict[str, InstitutionKind] = {
+        id_: kind for id_, kind in session.execute(select(Institution.id, Institution.kind))
+    }
+    reqs: dict[str, list[RequirementView]] = defaultdict(list)
+    for row in session.execute(
+        select(
+            ServiceRequirement.service_id,
+            ServiceRequirement.kind,
+            ServiceRequirement.type_code,
+            ServiceRequirement.role,
+            ServiceRequirement.min_skill,
+            ServiceRequirement.specialty,
+            ServiceRequirement.count,
+        ).order_by(ServiceRequirement.service_id, ServiceRequirement.position)
+    ):
+        reqs[row[0]].append(RequirementView(*row[1:]))
+    offered: dict[str, list[str]] = defaultdict(list)
+    for service_id, institution_id in session.execute(
+        select(ServiceOffering.service_id, ServiceOffering.institution_id).order_by(
+            ServiceOffering.service_id, ServiceOffering.institution_id
+        )
+    ):
+        offered[service_id].append(institution_id)
+    services = {
+        sid: ServiceView(
+            id=sid,
+            duration_min=duration,
+            preparation_min=prep,
+            turnover_min=turnover,
+            orderable_by_roles=tuple(roles or ()),
+            orderable_by_kinds=tuple(by_kinds or ()),
+            requirements=tuple(reqs.get(sid, ())),
+            offered_by=tuple(offered.get(sid, ())),
+        )
+        for sid, duration, prep, turnover, roles, by_kinds in session.execute(
+            select(
+                Service.id,
+                Service.duration_min,
+                Service.preparation_min,
+                Service.turnover_min,
+                Service.orderable_by_roles,
+                Service.orderable_by_kinds,
+            )
+        )
+    }
+    resources = {
+        row[0]: ResourceView(*row[:8], specialties=tuple(row[8] or ()))
+        for row in session.execute(
+            select(
+                Resource.id,
+                Resource.kind,
+                Resource.type_code,
+                Resource.status,
+                Resource.institution_id,
+                Resource.campus_id,
+                Resource.role,
+                Resource.skill_level,
+                Resource.specialties,
+            ).order_by(Resource.id)
+        )
+    }
+    rules: dict[str, list[calendar.Rule]] = defaultdict(list)
+    for r in session.execute(
+        select(
+            CalendarRule.resource_id,
+            CalendarRule.cycle_days,
+            CalendarRule.anchor,
+            CalendarRule.days,
+            CalendarRule.start,
+            CalendarRule.end,
+            CalendarRule.label,
+            CalendarRule.valid_from,
+            CalendarRule.valid_to,
+        ).order_by(CalendarRule.resource_id, CalendarRule.id)
+    ):
+        rules[r.resource_id].append(
+            calendar.Rule(
+                cycle_days=r.cycle_days,
+                anchor=r.anchor,
+                days=tuple(r.days),
+                start=r.start,
+                end=r.end,
+                label=r.label,
+                valid_from=r.valid_from,
+                valid_to=r.valid_to,
+            )
+        )
+    exceptions: dict[str, list[calendar.Exception_]] = defaultdict(list)
+    for resource_id, start, end, kind in session.execute(
+        select(
+            CalendarException.resource_id,
+            CalendarException.start,
+            CalendarException.end,
+            CalendarException.kind,
+        ).order_by(CalendarException.resource_id, CalendarException.start)
+    ):
+        exceptions[resource_id].append(
+            calendar.Exception_(start=start, end=end, adds=kind is ExceptionKind.EXTRA)
+        )
+    return CatalogSnapshot(
+        timezone=tz or "Asia/Shanghai",
+        institution_kinds=kinds,
+        services=services,
+        resources=resources,
+        rules={k: tuple(v) for k, v in rules.items()},
+        exceptions={k: tuple(v) for k, v in exceptions.items()},
     )

@@ -9,10 +9,13 @@ from __future__ import annotations
 import enum
 import hashlib
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Boolean, ForeignKey, String, select
+from sqlalchemy import Boolean, ForeignKey, String, event, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from carepool.core.db import Base, JsonType, UtcDateTime, str_enum
@@ -204,26 +207,104 @@ def issue_token(
     return token
 
 
-def authenticate(session: Session, *, token: str) -> Principal:
-    """The principal behind a bearer token; `Unauthenticated` if unknown, expired or revoked."""
+def _lookup(session: Session, token_hash: str) -> tuple[Principal, datetime]:
+    """(principal, expiry) of a token hash; `Unauthenticated` if unknown, revoked or inactive."""
     found = session.execute(
         select(ApiToken, User)
         .join(User, User.username == ApiToken.username)
-        .where(ApiToken.token_hash == _hash(token))
+        .where(ApiToken.token_hash == token_hash)
     ).first()
     if found is None or found[0].revoked:
         raise Unauthenticated("the bearer token is not known or has been revoked")
     row, user = found
-    if row.expires_at <= utcnow():
-        raise Unauthenticated("the bearer token has expired; ask for a new one")
     if not user.active:
         raise Unauthenticated("the token's user no longer exists or is deactivated")
-    return Principal(
+    principal = Principal(
         username=user.username,
         role=user.role,
         institution_id=row.institution_id,
         scopes=frozenset(row.scopes),
     )
+    return principal, row.expires_at
+
+
+def _check_expiry(expires_at: datetime) -> None:
+    if expires_at <= utcnow():
+        raise Unauthenticated("the bearer token has expired; ask for a new one")
+
+
+def authenticate(session: Session, *, token: str) -> Principal:
+    """The principal behind a bearer token; `Unauthenticated` if unknown, expired or revoked."""
+    principal, expires_at = _lookup(session, _hash(token))
+    _check_expiry(expires_at)
+    return principal
+
+
+class PrincipalCache:
+    """Principals of recently used tokens, trusted for `ttl` seconds (decision 0009).
+
+    A hit costs no database read; expiry is still checked on every use. A token revoked with
+    `revoke_token` stops working at once in this process and within `ttl` seconds in every
+    other process; a revocation or deactivation written by hand takes up to `ttl` seconds.
+    Refusals are never cached.
+    """
+
+    def __init__(
+        self,
+        ttl: float = 5.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl
+        self._max = max_entries
+        self._clock = clock
+        self._entries: dict[str, tuple[Principal, datetime, float]] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, token: str) -> Principal | None:
+        """The principal behind `token` if the cache may answer (no I/O); None: look it up."""
+        hit = self._entries.get(_hash(token))
+        if hit is None or self._clock() - hit[2] >= self.ttl:
+            return None
+        _check_expiry(hit[1])
+        return hit[0]
+
+    def authenticate(self, sessions: Callable[[], Session], token: str) -> Principal:
+        """The principal behind `token`, from the cache or looked up in a session of its own."""
+        found = self.cached(token)
+        if found is not None:
+            return found
+        key = _hash(token)
+        now = self._clock()
+        with sessions() as session:
+            principal, expires_at = _lookup(session, key)
+        _check_expiry(expires_at)
+        with self._lock:
+            if len(self._entries) >= self._max:
+                self._entries.clear()
+            self._entries[key] = (principal, expires_at, now)
+        return principal
+
+    def forget(self, token_hash: str) -> None:
+        with self._lock:
+            self._entries.pop(token_hash, None)
+
+
+# The API's cache: one per process, shared by every app in it.
+principals = PrincipalCache()
+
+
+def revoke_token(session: Session, *, token: str) -> bool:
+    """Revoke a bearer token; True if it existed. It stops working when the caller commits:
+    at once in this process, within `PrincipalCache.ttl` seconds in other API processes."""
+    key = _hash(token)
+    result = session.execute(
+        update(ApiToken).where(ApiToken.token_hash == key).values(revoked=True)
+    )
+    principals.forget(key)
+    # A request between now and the commit may read the old row again; forget it once more.
+    event.listen(session, "after_commit", lambda _s: principals.forget(key), once=True)
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def create_user(

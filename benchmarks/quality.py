@@ -5,7 +5,8 @@
 Fills a scratch PostgreSQL database (migrated with the real schema) with synthetic records in
 bulk, server-side (`INSERT ... SELECT generate_series`, not through ingest): patients,
 encounters, reports, orders, observations with per-member defect rates (unmapped codes, missing
-units, implausible values, late arrivals, duplicates) and their provenance. Then it times the
+units, implausible values, late arrivals, duplicates, records after a recorded death, results
+before the order they are linked to) and their provenance. Then it times the
 whole check suite on PostgreSQL, the Parquet export, and the suite on DuckDB over that export,
 prints a table per check and writes it to docs/benchmarks.md between `<!-- quality:begin -->`
 and `<!-- quality:end -->`.
@@ -68,17 +69,24 @@ def fill(url: str, n_obs: int, members: int) -> dict[str, int]:
         """Defect rate of member k (1..members): k * 0.4 % per defect kind."""
         return f"((({patient} % {members}) + 1) * 0.004)"
 
+    # One patient in 41 has died: after all their records, except k * 4 % of member k's dead,
+    # whose death falls inside the period, so that their later records come after it.
+    died = f"""CASE WHEN i % 41 <> 0 THEN NULL
+            WHEN (i / 41) % 100 < ((i % {members}) + 1) * 4
+                THEN TIMESTAMPTZ '2026-01-01 00:00+00' + (i * 7919 % 5000000) * INTERVAL '1 second'
+            ELSE TIMESTAMPTZ '2026-03-01 00:00+00' END"""
+
     sql = [
         "SET synchronous_commit = off",
         f"""INSERT INTO patient (id, natural_key, institution_id, id_system, local_id, name, family,
-            given, name_pinyin, sex, birth_date, national_id, phone, address, deceased, stub,
-            content_hash, created_at, updated_at)
+            given, name_pinyin, sex, birth_date, national_id, phone, address, deceased,
+            deceased_at, stub, content_hash, created_at, updated_at)
         SELECT 'pat-' || i, 'pat|' || i, {member("i")}, 'mrn', i::text, 'P' || i, 'P', i::text,
             'p ' || i, CASE WHEN i % 2 = 0 THEN 'female' ELSE 'male' END,
             DATE '1940-01-01' + (i * 37 % 25000),
             CASE WHEN i % 10 = 0 THEN NULL
                  ELSE 'N' || (CASE WHEN i % 997 = 0 THEN i - {members} ELSE i END) END,
-            '', '', false, false, 'h', now(), now()
+            '', '', i % 41 = 0, {died}, false, 'h', now(), now()
         FROM generate_series(1, {n_pat}) AS i""",
         f"""INSERT INTO encounter (id, natural_key, institution_id, id_system, local_id,
             patient_id, class, status, start_at, end_at, type_text, department_text,
@@ -95,14 +103,18 @@ def fill(url: str, n_obs: int, members: int) -> dict[str, int]:
         FROM generate_series(1, {n_enc}) AS e""",
         f"""INSERT INTO diagnostic_report (id, natural_key, institution_id, id_system, local_id,
             patient_id, encounter_id, status, loinc_code, display, original_system,
-            original_code, original_text, category, effective_at, issued_at, conclusion, flags,
-            content_hash, created_at, updated_at)
+            original_code, original_text, category, effective_at, issued_at, conclusion,
+            order_id, placer_number, flags, content_hash, created_at, updated_at)
         SELECT 'rep-' || r, 'rep|' || r, {member(f"(((r - 1) % {n_pat}) + 1)")}, 'f',
             r::text, 'pat-' || (((r - 1) % {n_pat}) + 1), NULL, 'final', '58410-2', 'CBC', '',
             'CBC', '血常规', 'LAB',
             TIMESTAMPTZ '2026-01-01 00:00+00' + (r * 97 % 5000000) * INTERVAL '1 second',
             TIMESTAMPTZ '2026-01-01 03:00+00' + (r * 97 % 5000000) * INTERVAL '1 second',
-            '', '[]'::jsonb, 'h', now(), now()
+            '',
+            -- linked to order r: by its id (a quarter), by its placer number (half), or not
+            CASE WHEN r % 4 = 1 THEN 'ord-' || r END,
+            CASE WHEN r % 2 = 0 THEN r::text ELSE '' END,
+            '[]'::jsonb, 'h', now(), now()
         FROM generate_series(1, {n_rep}) AS r""",
         f"""INSERT INTO clinical_order (id, natural_key, institution_id, id_system, local_id,
             patient_id, encounter_id, placer_number, filler_number, status, loinc_code,

@@ -16,6 +16,8 @@ from carepool.quality.checks import AnalyteRange, Params
 
 NOW = datetime(2026, 3, 10, tzinfo=UTC)
 T0 = datetime(2026, 3, 1, 9, tzinfo=UTC)
+# pC1 dies half an hour before the clean data's results: inside the post-mortem window.
+DIED = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
 RECEIVED = datetime(2026, 3, 1, 13, tzinfo=UTC)
 RECENT = datetime(2026, 3, 9, 12, tzinfo=UTC)
 
@@ -48,7 +50,8 @@ def _obs(id: str, member: str, patient: str, **kw: Any) -> dict[str, Any]:
 
 
 def clean() -> Rows:
-    """Three members, one patient each; every check has rows and none fails."""
+    """Three members, one patient each (pC1 died on the day of its results); every check has
+    rows and none fails."""
     patients = [
         ("pA1", "A", "male", date(1980, 1, 1), "N1"),
         ("pB1", "B", "female", date(1990, 5, 5), "N2"),
@@ -64,6 +67,7 @@ def clean() -> Rows:
                 "birth_date": born,
                 "name_present": True,
                 "dedup_key": f"id:{nid}",
+                "deceased_at": DIED if pid == "pC1" else None,
             }
         )
         eid = f"e{pid[1:]}"
@@ -137,6 +141,18 @@ def clean() -> Rows:
             "id": "rA1",
             "member": "A",
             "patient_id": "pA1",
+            "loinc_code": "58410-2",
+            "original_code": "CBC",
+            "effective_at": T0,
+            "issued_at": datetime(2026, 3, 1, 12, tzinfo=UTC),
+            "flags": [],
+        }
+    )
+    rows["report"].append(
+        {
+            "id": "rC1",
+            "member": "C",
+            "patient_id": "pC1",
             "loinc_code": "58410-2",
             "original_code": "CBC",
             "effective_at": T0,
@@ -286,6 +302,13 @@ DEFECTS: dict[str, Defect] = {
         "observation", "oB1", effective_at=datetime(1985, 1, 1, tzinfo=UTC)
     ),
     "encounter.after_birth": _set("encounter", "eC1", start_at=datetime(1960, 1, 1, tzinfo=UTC)),
+    "observation.before_death": _set(
+        "observation", "oC1", effective_at=datetime(2026, 3, 2, 9, tzinfo=UTC)
+    ),
+    "encounter.before_death": _set(
+        "encounter", "eC1", start_at=datetime(2026, 3, 2, 12, tzinfo=UTC)
+    ),
+    "report.before_death": _set("report", "rC1", effective_at=datetime(2026, 3, 4, tzinfo=UTC)),
     "report.result_after_order": _set(
         "report", "rA1", effective_at=datetime(2026, 3, 1, 7, tzinfo=UTC)
     ),
@@ -407,3 +430,75 @@ def test_every_check_is_described() -> None:
             "feed",
             "member",
         }
+
+
+def test_after_death_window_is_a_parameter() -> None:
+    """oC1 is observed half an hour after pC1's death: a post-mortem sample by default, a
+    defect once the window is narrower than that."""
+    check = checks.REGISTRY["observation.before_death"]
+    default = _run(check, clean(), {})
+    assert (default.failing, default.denominator) == (0, 1)
+    narrow = _run(check, clean(), {"after_death_hours": 0.25})
+    assert (narrow.failing, narrow.sample) == (1, ["oC1"])
+    # A patient marked deceased without a date is not counted.
+    rows = clean()
+    _first(rows, "patient", "pC1")["deceased_at"] = None
+    assert _run(check, rows, {}).denominator == 0
+
+
+def _ordered(rows: Rows, id: str, placer: str, hour: int, minute: int = 0) -> None:
+    rows["order"].append(
+        {
+            "id": id,
+            "member": "A",
+            "patient_id": "pA1",
+            "loinc_code": "58410-2",
+            "original_code": "CBC",
+            "placer_number": placer,
+            "ordered_at": datetime(2026, 3, 1, hour, minute, tzinfo=UTC),
+        }
+    )
+
+
+def _reported(rows: Rows, id: str, hour: int, minute: int = 0, **link: str) -> None:
+    rows["report"].append(
+        {
+            "id": id,
+            "member": "A",
+            "patient_id": "pA1",
+            "loinc_code": "58410-2",
+            "original_code": "CBC",
+            "effective_at": datetime(2026, 3, 1, hour, minute, tzinfo=UTC),
+            **link,
+        }
+    )
+
+
+def test_result_after_order_uses_the_linked_order_before_the_approximation() -> None:
+    """Orders of the same CBC at 08:30 (ordA1, no number), 10:00 (PL2) and 12:00 (PL3). The
+    approximation compares every CBC report with 08:30; a linked report with its own order."""
+    rows = clean()
+    _first(rows, "order", "ordA1")["placer_number"] = "PL1"
+    _ordered(rows, "ordA2", "PL2", 10)
+    _ordered(rows, "ordA3", "PL3", 12)
+    _reported(rows, "rById", 9, 30, order_id="ordA2")  # before its order: fails
+    _reported(rows, "rByNumber", 11, placer_number="PL3")  # before its order: fails
+    _reported(rows, "rIdWins", 11, order_id="ordA2", placer_number="PL3")  # 11:00 > 10:00
+    _reported(rows, "rNumberOk", 10, 30, placer_number="PL2")
+    _reported(rows, "rUnlinked", 9, 30)  # approximate: after 08:30, passes
+    _reported(rows, "rUnknownNumber", 9, placer_number="PL9")  # no such number: approximate
+    _reported(rows, "rEarly", 8)  # approximate: before every CBC order, fails
+    result = _run(checks.REGISTRY["report.result_after_order"], rows, {})
+    assert sorted(result.sample) == ["rById", "rByNumber", "rEarly"]
+    assert result.denominator == 8  # rA1 and the seven above; rC1 has no order to compare with
+
+
+def test_result_after_order_without_a_linked_order_time_falls_back() -> None:
+    """A report linked to an order that has no time (or was never received) is compared like
+    an unlinked one."""
+    rows = clean()
+    rows["order"].append({"id": "ordNoTime", "member": "A", "patient_id": "pA1"})
+    _reported(rows, "rNoTime", 8, order_id="ordNoTime")
+    _reported(rows, "rMissing", 8, order_id="ord-never-received")
+    result = _run(checks.REGISTRY["report.result_after_order"], rows, {})
+    assert sorted(result.sample) == ["rMissing", "rNoTime"]

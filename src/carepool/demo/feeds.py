@@ -4,14 +4,20 @@
 send the data middle platform:
 
 - the county hospital (`ch`): FHIR R4 transaction bundles (LOINC codes, SI units), a few hundred
-  patients with a CBC and a chemistry panel, one outpatient visit each;
+  patients with a CBC and a chemistry panel, one outpatient visit each; a few of them died after
+  their visit (`deceasedDateTime`). Its data is clean;
 - the first branch hospital: a CSV export with its own column names, local test codes and
   department names, and the mapping document that explains them;
 - the township health centres: HL7 v2 ORU^R01 with Chinese local test names and conventional
-  units (g/dL, 10^3/uL, mg/dL); most also send a batch from `quality.demo_defects` with planted
-  defects (missing units, unmapped codes, re-sent duplicates), each centre a different share;
-- four village clinics (Dr Li's first): HL7 v2 ADT^A04 and ORU^R01 for their patients; one of
-  them also sends a weekly batch full of defects (`DEMO_PROFILES["village"]`).
+  units (g/dL, 10^3/uL, mg/dL), and a batch from `quality.demo_defects`;
+- four village clinics (Dr Li's first): HL7 v2 ADT^A04 and ORU^R01 for their patients, and a
+  small batch from `quality.demo_defects`; one of them sends a weekly batch full of defects
+  instead (`DEMO_PROFILES["village"]`), with results filed after a patient's recorded death.
+
+Every member but the hospital sends some results badly, each a different share (`DEFECT_SHARES`)
+of one mix of defects (`DEFECT_MIX`: late deliveries, missing units, unmapped local codes,
+re-sent duplicates, unit slips), planted exactly: the more a member gets wrong, the lower it
+scores, so the scorecard ranks the members in the order of their shares.
 
 Forty people are patients of a village clinic and of the county hospital, under different local
 ids; both write their names in characters, but the clinic has no national id and sometimes a
@@ -48,16 +54,30 @@ from carepool.ingest import actions as ingest_actions
 from carepool.ingest.models import IngestRun
 from carepool.quality import actions as quality_actions
 from carepool.quality import service as quality_service
-from carepool.quality.demo_defects import DEMO_PROFILES, DefectProfile, hl7_feed
+from carepool.quality.demo_defects import (
+    DEMO_PROFILES,
+    IMPLAUSIBLE,
+    LATE,
+    MISSING_UNIT,
+    RESENT,
+    RESULTS_PER_PATIENT,
+    UNMAPPED_CODE,
+    DefectProfile,
+    hl7_feed,
+    plant,
+)
 from carepool.records.models import Patient
 
 __all__ = [
+    "DEFECT_MIX",
+    "DEFECT_SHARES",
     "SHARED_PEOPLE",
     "Feed",
     "Person",
     "feeds_already_ingested",
     "generate_feeds",
     "ingest_feeds",
+    "member_roles",
 ]
 
 ProgressFn = Callable[[str, int, int], None]
@@ -69,6 +89,23 @@ TOWNSHIP_PATIENTS = 15
 VILLAGE_ONLY = 4  # patients a village clinic has that the hospital does not
 VILLAGES = 4  # village clinics that send feeds (Dr Li's first)
 SHARED_AT_LEAD = 16  # of the shared people, at Dr Li's clinic
+TOWNSHIP_BATCH = 30  # patients in a township centre's batch with planted defects
+VILLAGE_BATCH = 10  # patients in a village clinic's batch with planted defects
+DECEASED_EVERY = 25  # one hospital patient in this many (not a shared one) died after the visit
+
+# The one mix of defects members get wrong (shares of the defective results, adding up to 1).
+DEFECT_MIX = DefectProfile(
+    late=0.4, missing_units=0.2, unmapped_codes=0.25, duplicates=0.1, implausible=0.05
+)
+# The share of each member's results planted with a defect, by role, cleanest first: the order
+# the scorecard ranks them in (the hospital, clean, first; the weekly village batch last).
+DEFECT_SHARES: dict[str, float] = {
+    "branch": 0.02,
+    "village:0": 0.05,  # Dr Li's clinic
+    "village:3": 0.08,
+    "village:2": 0.11,
+    **{f"township:{t}": x for t, x in enumerate((0.14, 0.19, 0.24, 0.3, 0.36, 0.42, 0.48))},
+}
 
 # (LOINC, display, SI unit, low, high, decimals, Chinese name, conventional unit, factor SI->conv)
 _CBC = (
@@ -119,6 +156,7 @@ _CHEM = (
 )  # fmt: skip
 _HOSPITAL_DEPARTMENTS = ("心血管内科", "呼吸与危重症医学科", "内分泌科", "普通外科", "全科医学科")
 _CLINIC_DEPARTMENT = "全科"
+_CLINIC_TESTS = (_CBC[2], _CHEM[0])  # what a village clinic measures: haemoglobin and glucose
 _AREA_CODE = "331023"  # a county's six digits in the resident id
 _SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -240,7 +278,7 @@ def _hl7_oru(
             pid,
             _pv1(facility, "检验科", department, f"V{control}", observed - timedelta(minutes=30)),
             f"OBR|1|{control}|{control}^{facility}|PANEL^化验^L|||{_ts(observed)}"
-            f"||||||||||||||{_ts(now)}|||F",
+            f"{'|' * 15}{_ts(now)}|||F",  # OBR-22 reported, OBR-25 final
             *obx,
         ]
     )
@@ -278,7 +316,7 @@ def _fhir_bundle(entries: list[dict[str, Any]], bundle_id: str) -> bytes:
 
 
 def _fhir_entries(
-    rng: random.Random, person: Person, *, observed: datetime
+    rng: random.Random, person: Person, *, observed: datetime, died: datetime | None = None
 ) -> list[dict[str, Any]]:
     pid = f"ch-p-{person.key:05d}"
     enc = f"ch-e-{person.key:05d}"
@@ -307,6 +345,8 @@ def _fhir_entries(
         "birthDate": person.birth.isoformat(),
         "telecom": [{"system": "phone", "value": person.phone}],
     }
+    if died is not None:
+        patient["deceasedDateTime"] = died.isoformat()
     encounter = {
         "resourceType": "Encounter",
         "id": enc,
@@ -437,11 +477,23 @@ def _csv(header: list[str], rows: list[list[str]]) -> bytes:
 
 
 def _branch_feeds(
-    rng: random.Random, member: str, people: list[Person], now: datetime
+    rng: random.Random,
+    member: str,
+    people: list[Person],
+    now: datetime,
+    *,
+    profile: DefectProfile,
+    defects: random.Random,
 ) -> list[Feed]:
+    """The branch's export; `profile` says which share of results carry a defect (a blank unit,
+    a unit slip, a code the mapping does not know, a row exported twice under another name, a
+    result of days ago), planted exactly with `defects`."""
     patients, visits, results = [], [], []
     depts = sorted(_BRANCH_DEPARTMENTS)
-    for p in people:
+    n_tests = len(_BRANCH_TESTS)
+    faults = plant(defects, len(people) * n_tests, profile.result_shares(), "branch results")
+    late = now - timedelta(hours=profile.late_hours)
+    for i, p in enumerate(people):
         local = f"B{p.key:06d}"
         patients.append(
             [local, p.name, "1" if p.sex == "male" else "2", f"{p.birth:%d.%m.%Y}",
@@ -450,12 +502,24 @@ def _branch_feeds(
         visit = f"{local}-1"
         when = (_recent(rng, now)).astimezone(_SHANGHAI)
         visits.append([visit, local, depts[p.key % len(depts)], f"{when:%d.%m.%Y %H:%M}"])
-        for code, (name, low, high, dec, unit) in _BRANCH_TESTS.items():
+        for j, (code, (name, low, high, dec, unit)) in enumerate(_BRANCH_TESTS.items()):
             value = _value(rng, low, high, dec)
-            results.append(
-                [local, visit, code, name, f"{value:.{dec}f}", unit,
-                 f"{when + timedelta(hours=2):%d.%m.%Y %H:%M}"]
-            )  # fmt: skip
+            fault = faults[i * n_tests + j]
+            shown_code, shown_name, shown_unit = code, name, unit
+            reported = when + timedelta(hours=2)
+            if fault == MISSING_UNIT:
+                shown_unit = ""
+            elif fault == IMPLAUSIBLE:
+                value *= 1000
+            elif fault == UNMAPPED_CODE:
+                shown_code, shown_name = f"X{j + 1:02d}", f"自定义项目{j + 1}"
+            elif fault == LATE:
+                reported = late.astimezone(_SHANGHAI)
+            row = [local, visit, shown_code, shown_name, f"{value:.{dec}f}", shown_unit,
+                   f"{reported:%d.%m.%Y %H:%M}"]  # fmt: skip
+            results.append(row)
+            if fault == RESENT:
+                results.append([*row[:3], name.lower(), *row[4:]])
     mapping = _branch_mapping(member)
     return [
         Feed(member, "csv", f"{member}-patients.csv",
@@ -464,24 +528,41 @@ def _branch_feeds(
              _csv(["VisitNo", "PatNo", "Dept", "VisitTime"], visits), mapping),
         Feed(member, "csv", f"{member}-results.csv",
              _csv(["PatNo", "VisitNo", "ItemCode", "ItemName", "Result", "Unit", "ReportTime"],
-                  results), mapping),
+                  results), mapping, planted=profile.total),
     ]  # fmt: skip
 
 
 # -- all of it ------------------------------------------------------------------------------------
 
 
-def _township_profile(n: int) -> DefectProfile:
-    """Township centres differ: the first is clean, the others drop more units and codes."""
-    base = DEMO_PROFILES["township"]
-    if n == 0:
-        return DefectProfile()
-    scale = 0.5 + 0.25 * (n % 4)
-    return DefectProfile(
-        missing_units=base.missing_units * scale,
-        unmapped_codes=base.unmapped_codes * scale,
-        duplicates=base.duplicates * scale,
+def _batch_profile(share: float, base_results: int, batch_patients: int) -> DefectProfile:
+    """The mix for a batch of `batch_patients` sent besides `base_results` clean results, so
+    that `share` of all the member's results carry a defect."""
+    batch = batch_patients * RESULTS_PER_PATIENT
+    return DEFECT_MIX.scaled(share * (base_results + batch) / batch)
+
+
+def _senders(doc: dict[str, Any]) -> tuple[dict[str, list[str]], list[str]]:
+    """The catalogue's members by kind, and the village clinics that send (Dr Li's first)."""
+    kinds: dict[str, list[str]] = {}
+    for inst in doc["institutions"]:
+        kinds.setdefault(inst["kind"], []).append(inst["id"])
+    lead = lead_clinic(doc)
+    others = [v for v in kinds.get("village_clinic", []) if v != lead]
+    return kinds, [lead, *others[: VILLAGES - 1]]
+
+
+def member_roles(doc: dict[str, Any]) -> dict[str, str]:
+    """Each sending member's role: `hospital`, `branch`, `township:<n>` or `village:<n>` (0 is
+    Dr Li's clinic, 1 the one with the weekly batch); the keys of `DEFECT_SHARES`."""
+    kinds, villages = _senders(doc)
+    roles = {"ch": "hospital"}
+    roles.update({m: "branch" for m in kinds.get("branch_hospital", [])[:1]})
+    roles.update(
+        {m: f"township:{t}" for t, m in enumerate(kinds.get("township_health_centre", []))}
     )
+    roles.update({m: f"village:{v}" for v, m in enumerate(villages)})
+    return roles
 
 
 def generate_feeds(seed: int, *, now: datetime, doc: dict[str, Any] | None = None) -> list[Feed]:
@@ -492,12 +573,8 @@ def generate_feeds(seed: int, *, now: datetime, doc: dict[str, Any] | None = Non
     """
     doc = doc if doc is not None else generate(seed)
     now = now.astimezone(UTC).replace(microsecond=0)
-    kinds: dict[str, list[str]] = {}
-    for inst in doc["institutions"]:
-        kinds.setdefault(inst["kind"], []).append(inst["id"])
-    lead = lead_clinic(doc)
-    others = [v for v in kinds.get("village_clinic", []) if v != lead]
-    villages = [lead, *others[: VILLAGES - 1]]
+    kinds, villages = _senders(doc)
+    lead = villages[0]
     rng = random.Random(f"carepool-demo-feeds:{seed}")
 
     people = [_person(rng, k) for k in range(1, HOSPITAL_PATIENTS + 1)]
@@ -518,7 +595,9 @@ def generate_feeds(seed: int, *, now: datetime, doc: dict[str, Any] | None = Non
         entries: list[dict[str, Any]] = []
         for p in people[b : b + chunk]:
             observed = _recent(rng, now)
-            entries += _fhir_entries(rng, p, observed=observed)
+            dies = p.key > SHARED_PEOPLE and p.key % DECEASED_EVERY == 0
+            died = observed + timedelta(hours=2) if dies else None
+            entries += _fhir_entries(rng, p, observed=observed, died=died)
         n = b // chunk + 1
         feeds.append(
             Feed("ch", "fhir", f"ch-bundle-{n:03d}.json", _fhir_bundle(entries, f"ch-{n}"))
@@ -528,7 +607,14 @@ def generate_feeds(seed: int, *, now: datetime, doc: dict[str, Any] | None = Non
     branches = kinds.get("branch_hospital", [])
     if branches:
         branch_people = [_person(rng, 10_000 + k) for k in range(BRANCH_PATIENTS)]
-        feeds += _branch_feeds(rng, branches[0], branch_people, now)
+        feeds += _branch_feeds(
+            rng,
+            branches[0],
+            branch_people,
+            now,
+            profile=DEFECT_MIX.scaled(DEFECT_SHARES["branch"]),
+            defects=random.Random(f"carepool-demo-defects:{seed}"),
+        )
 
     # Township centres: HL7 ORU with Chinese names and conventional units, and planted defects.
     for t, member in enumerate(kinds.get("township_health_centre", [])):
@@ -544,9 +630,11 @@ def generate_feeds(seed: int, *, now: datetime, doc: dict[str, Any] | None = Non
                          tests=_CBC + _CHEM[:2])
             )  # fmt: skip
         feeds.append(Feed(member, "hl7v2", f"{member}-lis.hl7", _hl7_file(messages)))
-        profile = _township_profile(t)
-        if profile.total:
-            data = hl7_feed(member, profile, patients=TOWNSHIP_PATIENTS, seed=seed, now=now)
+        share = DEFECT_SHARES.get(f"township:{t}", 0.0)
+        if share:
+            base = TOWNSHIP_PATIENTS * len(_CBC + _CHEM[:2])
+            profile = _batch_profile(share, base, TOWNSHIP_BATCH)
+            data = hl7_feed(member, profile, patients=TOWNSHIP_BATCH, seed=seed, now=now)
             feeds.append(
                 Feed(member, "hl7v2", f"{member}-lis-batch.hl7", data, planted=profile.total)
             )
@@ -576,13 +664,17 @@ def generate_feeds(seed: int, *, now: datetime, doc: dict[str, Any] | None = Non
             messages.append(
                 _hl7_oru(rng, facility=facility, control=f"{facility}-R{k:04d}", pid=pid,
                          observed=seen + timedelta(minutes=20), now=seen + timedelta(hours=1),
-                         department=_CLINIC_DEPARTMENT, tests=(_CBC[2], _CHEM[0]))
+                         department=_CLINIC_DEPARTMENT, tests=_CLINIC_TESTS)
             )  # fmt: skip
         feeds.append(Feed(member, "hl7v2", f"{member}-his.hl7", _hl7_file(messages)))
         if v == 1:
             profile = DEMO_PROFILES["village"]
             data = hl7_feed(member, profile, patients=12, seed=seed, now=now)
             feeds.append(Feed(member, "hl7v2", f"{member}-weekly.hl7", data, planted=profile.total))
+        elif share := DEFECT_SHARES.get(f"village:{v}", 0.0):
+            profile = _batch_profile(share, len(_CLINIC_TESTS) * len(mine), VILLAGE_BATCH)
+            data = hl7_feed(member, profile, patients=VILLAGE_BATCH, seed=seed, now=now)
+            feeds.append(Feed(member, "hl7v2", f"{member}-lis.hl7", data, planted=profile.total))
     return feeds
 
 
@@ -634,7 +726,8 @@ _ACTOR = Principal.system_actor("demo-feeds")
 
 def _run_quality(factory: sessionmaker[Session], *, as_of: datetime | None) -> Any:
     """One quality run over every member. On SQLite the suite runs on DuckDB over a Parquet
-    export of the store (seconds instead of the tens SQLite takes for the timeliness joins)."""
+    export of the store, the way a large store is checked; the results are the same as on
+    SQLite itself, which now takes about as long (a few seconds)."""
     with factory() as session:
         url = session.get_bind().engine.url.render_as_string(hide_password=False)
     if not url.startswith("sqlite"):

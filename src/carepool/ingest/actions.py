@@ -2,17 +2,25 @@
 
 A run is a long job, so unlike other actions it takes a session *factory* and commits in
 batches (it opens those transactions itself): progress is visible while it runs, memory stays
-flat, and a crash loses at most one batch (re-running is safe: storing is idempotent). Each unit
-is stored in a savepoint, so one bad record never takes its batch down; a unit with a rejected
-record goes to the dead-letter store with the reason and its original bytes. The run writes one
-audit row (the records carry provenance). Invariant: received = stored + duplicates + rejected.
+flat, and a crash loses at most one batch (re-running is safe: storing is idempotent). A batch
+is first stored in one go (records validated by the connector, looked up in one query per kind,
+inserted with one statement per table, COPY on PostgreSQL); if the database refuses any of it,
+the batch is rolled back and stored again unit by unit, each in a savepoint, and a failing unit
+record by record, so one bad record never takes its batch down. A unit with a rejected record
+goes to the dead-letter store with the reason and its original bytes. Large runs parse in
+worker processes while this one stores (`_parallel`). The run writes one audit row (the records
+carry provenance). Invariant: received = stored + duplicates + rejected.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import os
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,11 +38,12 @@ from carepool.core.auth import Principal
 from carepool.core.db import transaction
 from carepool.core.errors import Conflict, FieldError, InvalidInput, NotFound
 from carepool.core.time import utcnow
+from carepool.ingest import _parallel
 from carepool.ingest import service as ingest_service
 from carepool.ingest.connectors import ParseOptions, Unit, connector_for, detect_format
 from carepool.ingest.connectors.tabular import load_mapping, parse_mapping
 from carepool.ingest.models import DeadLetter, DeadLetterStatus, IngestRun, RunStatus
-from carepool.records.actions import Outcome, RecordStore, StoreContext
+from carepool.records.actions import Outcome, RecordStore, StoreContext, content_hash_of
 from carepool.records.schemas import (
     EncounterIn,
     ObservationIn,
@@ -213,24 +222,58 @@ def _prepare(
     return _Plan(planned, options, dl_options)
 
 
-def _batches(plan: _Plan, batch_size: int) -> Iterator[list[tuple[Input, str, Unit]]]:
-    batch: list[tuple[Input, str, Unit]] = []
+@dataclass(slots=True)
+class _Prepared:
+    """A unit parsed and standardised: the pure part of ingest, done in worker processes when a
+    run is large (see `_parallel`)."""
+
+    input: int  # index into the plan's inputs
+    unit: Unit
+    records: list[tuple[RecordIn, Standard | None, str, str | None]]
+    hashes: list[str]  # each record's content hash
+    unmapped: list[UnmappedTerm]
+    flags: list[str]
+
+
+def _prepare_input(
+    plan: _Plan, index: int, terminology: Terminology, institution_id: str
+) -> Iterator[_Prepared]:
+    """Parse one input and standardise its records (no database)."""
+    item, fmt = plan.inputs[index]
+    try:
+        for unit in connector_for(fmt).units(item.data, source=item.name, options=plan.options):
+            records = []
+            unmapped: list[UnmappedTerm] = []
+            flags: list[str] = []
+            for parsed in unit.records:
+                std, terms = standardise(terminology, institution_id, parsed.record)
+                unmapped += terms
+                flags += _flags(std)
+                records.append((parsed.record, std, parsed.position, parsed.original))
+            hashes = [content_hash_of(record) for record, *_rest in records]
+            yield _Prepared(index, unit, records, hashes, unmapped, flags)
+    except InvalidInput as exc:
+        unit = Unit(position=item.name, raw=item.data, message=item.name)
+        unit.errors.append((item.name, exc.detail))
+        yield _Prepared(index, unit, [], [], [], [])
+
+
+def _batches(prepared: Iterator[_Prepared], batch_size: int) -> Iterator[list[_Prepared]]:
+    """Units in batches of about `batch_size` received records."""
+    batch: list[_Prepared] = []
     size = 0
-    for item, fmt in plan.inputs:
-        connector = connector_for(fmt)
-        try:
-            for unit in connector.units(item.data, source=item.name, options=plan.options):
-                batch.append((item, fmt, unit))
-                size += max(unit.received, 1)
-                if size >= batch_size:
-                    yield batch
-                    batch, size = [], 0
-        except InvalidInput as exc:
-            unit = Unit(position=item.name, raw=item.data, message=item.name)
-            unit.errors.append((item.name, exc.detail))
-            batch.append((item, fmt, unit))
+    for item in prepared:
+        batch.append(item)
+        size += max(item.unit.received, 1)
+        if size >= batch_size:
+            yield batch
+            batch, size = [], 0
     if batch:
         yield batch
+
+
+# What storing a record can raise for reasons of that record (a value the database refuses).
+_STORE_ERRORS = (SQLAlchemyError, ValueError, TypeError)
 
 
 def _store_unit(
@@ -268,14 +311,16 @@ def _store_unit(
     if not safe:
         for item in prepared:
             one(*item)
-        return [], True
+        return [], True  # the caller flushes the whole batch
     snapshot = _counters(counts)
     try:
         with session.begin_nested():
             for item in prepared:
                 one(*item)
+            store.flush()
         return [], True
-    except (SQLAlchemyError, ValueError, TypeError):
+    except _STORE_ERRORS:
+        store.discard()
         _restore(counts, snapshot)
     reasons: list[str] = []
     for record, std, position, original in prepared:
@@ -285,7 +330,9 @@ def _store_unit(
             with session.begin_nested():
                 store = fresh
                 one(record, std, position, original)
-        except (SQLAlchemyError, ValueError, TypeError) as exc:
+                store.flush()
+        except _STORE_ERRORS as exc:
+            store.discard()
             _restore(counts, snapshot)
             counts.rejected += 1
             counts.count(record.kind, "rejected")
@@ -376,34 +423,31 @@ def _process(
     *,
     run_id: str,
     institution_id: str,
-    batch: list[tuple[Input, str, Unit]],
-    terminology: Terminology,
+    plan: _Plan,
+    batch: list[_Prepared],
     summary: RunSummary,
-    dl_options: dict[str, Any],
     retry_of: int | None,
 ) -> int:
-    """Store one batch in one transaction; on a database error, again unit by unit."""
+    """Store one batch in one transaction; if the database refuses it, again unit by unit."""
     try:
         return _process_batch(
             factory,
             run_id=run_id,
             institution_id=institution_id,
+            plan=plan,
             batch=batch,
-            terminology=terminology,
             summary=summary,
-            dl_options=dl_options,
             retry_of=retry_of,
             safe=False,
         )
-    except SQLAlchemyError:
+    except _STORE_ERRORS:
         return _process_batch(
             factory,
             run_id=run_id,
             institution_id=institution_id,
+            plan=plan,
             batch=batch,
-            terminology=terminology,
             summary=summary,
-            dl_options=dl_options,
             retry_of=retry_of,
             safe=True,
         )
@@ -414,10 +458,9 @@ def _process_batch(
     *,
     run_id: str,
     institution_id: str,
-    batch: list[tuple[Input, str, Unit]],
-    terminology: Terminology,
+    plan: _Plan,
+    batch: list[_Prepared],
     summary: RunSummary,
-    dl_options: dict[str, Any],
     retry_of: int | None,
     safe: bool,
 ) -> int:
@@ -427,31 +470,30 @@ def _process_batch(
     dead_letters: list[int] = []
     with transaction(factory) as session:
         unmapped: list[UnmappedTerm] = []
-        contexts: dict[tuple[str, str], StoreContext] = {}
-        prepared_units = []
-        for item, fmt, unit in batch:
-            prepared = []
-            for parsed in unit.records:
-                std, terms = standardise(terminology, institution_id, parsed.record)
-                unmapped.extend(terms)
-                for flag in _flags(std):
-                    counts.flags[flag] = counts.flags.get(flag, 0) + 1
-                prepared.append((parsed.record, std, parsed.position, parsed.original))
-            key = (item.name, fmt)
-            if key not in contexts:
-                contexts[key] = StoreContext(
+        contexts: dict[int, StoreContext] = {}
+        for p in batch:
+            unmapped += p.unmapped
+            for flag in p.flags:
+                counts.flags[flag] = counts.flags.get(flag, 0) + 1
+            if p.input not in contexts:
+                item, fmt = plan.inputs[p.input]
+                contexts[p.input] = StoreContext(
                     institution_id=institution_id,
                     run_id=run_id,
                     feed=fmt,
                     source=item.name,
                     received_at=received_at,
                 )
-            prepared_units.append((item, fmt, unit, prepared, key))
         # One store per batch (its caches span the batch's inputs); its context names the input.
-        store = RecordStore(session, next(iter(contexts.values()), None) or StoreContext(""))
+        store = RecordStore(session, contexts[batch[0].input])
+        for p in batch:
+            for (record, *_rest), content_hash in zip(p.records, p.hashes, strict=True):
+                store.plan(record, content_hash=content_hash)
         with session.no_autoflush:
-            store.prefetch([p[0] for *_x, prep, _k in prepared_units for p in prep])
-        for item, fmt, unit, prepared, key in prepared_units:
+            store.prefetch([r[0] for p in batch for r in p.records])
+        for p in batch:
+            item, fmt = plan.inputs[p.input]
+            unit, prepared = p.unit, p.records
             consumed += len(unit.raw)
             counts.received += unit.received
             reasons = [f"{pos}: {why}" for pos, why in unit.errors]
@@ -460,11 +502,11 @@ def _process_batch(
                 counts.count("unit", "rejected", len(unit.errors))
             rejected_before = counts.rejected - len(unit.errors)
             if prepared:
-                store.ctx = contexts[key]
+                store.ctx = contexts[p.input]
                 more, still_valid = _store_unit(store, unit, prepared, counts, safe=safe)
                 reasons += more
                 if not still_valid:
-                    store = RecordStore(session, contexts[key])
+                    store = RecordStore(session, contexts[p.input])
             if reasons:
                 dl_id = _dead_letter(
                     session,
@@ -475,11 +517,12 @@ def _process_batch(
                     unit=unit,
                     reasons=reasons,
                     rejected=counts.rejected - rejected_before,
-                    options=dl_options,
+                    options=plan.dl_options,
                     retry_of=retry_of,
                 )
                 if dl_id not in dead_letters and dl_id not in summary.dead_letters:
                     dead_letters.append(dl_id)
+        store.flush()  # the batch's new records: one multi-row insert per table
         terminology_actions.note_unmapped(
             session, institution_id=institution_id, terms=unmapped, seen_at=received_at
         )
@@ -536,6 +579,54 @@ def _copy_counts(run: IngestRun, summary: RunSummary) -> None:
     run.flags = dict(summary.flags)
 
 
+# Below this much input a run stays in one process (forking costs more than it saves).
+PARALLEL_MIN_BYTES = 1_000_000
+
+
+def default_workers() -> int:
+    """Parse processes for a command-line run: one per CPU this process may use (the API and
+    the MLLP listener parse in-process)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not on Linux
+        return max(os.cpu_count() or 1, 1)
+
+
+_gc_lock = threading.Lock()
+_gc_runs = 0
+_gc_threshold: tuple[int, int, int] = gc.get_threshold()
+
+
+@contextmanager
+def _fewer_collections(*, large: bool) -> Iterator[None]:
+    """Keep the garbage collector out of a large run's way.
+
+    A run allocates millions of short-lived objects (parsed JSON, records, rows), which makes
+    the collector run often, and each full collection also walks every object the process
+    already holds (the FHIR model classes alone are tens of thousands): up to a quarter of a
+    run's time went there. So while large runs are going, what exists is frozen (not walked)
+    and the first generation is collected less often; the last run to finish restores both.
+    """
+    global _gc_runs, _gc_threshold
+    if not large:
+        yield
+        return
+    with _gc_lock:
+        if _gc_runs == 0:
+            _gc_threshold = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(max(_gc_threshold[0], 50_000), *_gc_threshold[1:])
+        _gc_runs += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_runs -= 1
+            if _gc_runs == 0:
+                gc.set_threshold(*_gc_threshold)
+                gc.unfreeze()
+
+
 def do_ingest(
     factory: sessionmaker[Session],
     *,
@@ -549,12 +640,15 @@ def do_ingest(
     progress: ProgressFn | None = None,
     batch_size: int = 500,
     retry_of: int | None = None,
+    workers: int = 1,
 ) -> RunSummary:
     """Ingest `inputs` as member `institution_id` (see the module docstring).
 
     Refusals (scope, member, unknown format or mapping) raise before the run starts; after it has
     started every problem with a record is counted as rejected and dead-lettered, and the run
-    always ends `succeeded` with balanced counters or `failed` with the error.
+    always ends `succeeded` with balanced counters or `failed` with the error. With `workers` > 1
+    and several inputs of at least `PARALLEL_MIN_BYTES` in all, inputs are parsed in that many
+    worker processes while this one stores (same result as one process, in less time).
     """
     run_id = uuid.uuid4().hex
     with transaction(factory) as session:
@@ -587,19 +681,30 @@ def do_ingest(
     try:
         with factory() as session:
             terminology = terminology_service.snapshot(session)
-        for batch in _batches(plan, batch_size):
-            done = _process(
-                factory,
-                run_id=run_id,
-                institution_id=institution_id,
-                batch=batch,
-                terminology=terminology,
-                summary=summary,
-                dl_options=plan.dl_options,
-                retry_of=retry_of,
-            )
-            if progress is not None:
-                progress(done, total)
+        if total < PARALLEL_MIN_BYTES:
+            workers = 1
+        with (
+            _fewer_collections(large=total >= PARALLEL_MIN_BYTES),
+            closing(
+                _parallel.ordered(
+                    lambda index: _prepare_input(plan, index, terminology, institution_id),
+                    len(plan.inputs),
+                    workers=workers,
+                )
+            ) as prepared,
+        ):
+            for batch in _batches(prepared, batch_size):
+                done = _process(
+                    factory,
+                    run_id=run_id,
+                    institution_id=institution_id,
+                    plan=plan,
+                    batch=batch,
+                    summary=summary,
+                    retry_of=retry_of,
+                )
+                if progress is not None:
+                    progress(done, total)
     except Exception as exc:
         _finish(factory, actor, summary, channel, error=f"{type(exc).__name__}: {exc}")
         raise

@@ -80,6 +80,15 @@ def run(
         str | None,
         typer.Option("--mapping", help="CSV mapping: a shipped name (synthea) or a YAML file"),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=0,
+            help="Processes that parse large multi-file inputs while this one stores "
+            "(0: one per CPU; 1: parse here)",
+        ),
+    ] = 0,
     as_json: JsonOption = False,
 ) -> None:
     """Ingest PATHS as member SOURCE; prints received / stored / duplicates / rejected."""
@@ -114,6 +123,7 @@ def run(
                 mapping=mapping,
                 channel="cli",
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
+                workers=workers or actions.default_workers(),
             )
     except CarepoolError as exc:
         raise fail(exc, as_json=as_json) from exc

@@ -92,6 +92,7 @@ class Params:
     consensus_factor: float = 3.0
     range_tolerance: float = 0.5
     max_age_years: float = 120.0
+    after_death_hours: float = 24.0
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:
@@ -592,27 +593,110 @@ def encounter_after_birth(tables: Tables, params: Params) -> ir.Table:
     return _after_birth(tables.encounter, "start_s", tables)
 
 
+def _before_death(t: ir.Table, when: str, tables: Tables, params: Params) -> ir.Table:
+    p = tables.patient
+    pj = p.select(p_id=p.id, p_death_s=p.death_s)
+    j = t.join(pj, t.patient_id == pj.p_id)
+    j = j.filter(j[when].notnull() & j.p_death_s.notnull())
+    return _rows(j, j[when] > j.p_death_s + int(params.after_death_hours * 3600))
+
+
+@check(
+    "observation.before_death",
+    Category.PLAUSIBILITY,
+    "temporal",
+    "observation",
+    severity=Severity.FATAL,
+    description="Observations dated more than 24 hours (`after_death_hours`) after the "
+    "patient's recorded death. The window lets through what is legitimately post-mortem within "
+    "hours (an autopsy sample, a post-mortem blood culture) and deaths recorded as a day alone, "
+    "which count from that day's midnight. Patients marked deceased without a date are not "
+    "counted.",
+)
+def observation_before_death(tables: Tables, params: Params) -> ir.Table:
+    return _before_death(tables.observation, "effective_s", tables, params)
+
+
+@check(
+    "encounter.before_death",
+    Category.PLAUSIBILITY,
+    "temporal",
+    "encounter",
+    severity=Severity.FATAL,
+    description="Encounters that start more than 24 hours (`after_death_hours`) after the "
+    "patient's recorded death (the window covers the day of a death recorded as a day alone). "
+    "An encounter that ends after the death is not counted: discharge comes after it.",
+)
+def encounter_before_death(tables: Tables, params: Params) -> ir.Table:
+    return _before_death(tables.encounter, "start_s", tables, params)
+
+
+@check(
+    "report.before_death",
+    Category.PLAUSIBILITY,
+    "temporal",
+    "report",
+    threshold=1.0,
+    description="Diagnostic reports whose observation time (not the time issued: a report may "
+    "be written up later) is more than 24 hours (`after_death_hours`) after the patient's "
+    "recorded death. An autopsy examined days after the death fails too, so a few are allowed "
+    "(1%); raise `after_death_hours` where such reports are common.",
+)
+def report_before_death(tables: Tables, params: Params) -> ir.Table:
+    return _before_death(tables.report, "effective_s", tables, params)
+
+
 @check(
     "report.result_after_order",
     Category.PLAUSIBILITY,
     "temporal",
     "report",
     threshold=1.0,
-    description="Reports dated before the earliest order of the same test for the same patient "
-    "(a result cannot precede its order).",
+    description="Reports whose observation time precedes the time of the order they answer. "
+    "The order is the first of these that has a time: (1) the order record the report names "
+    "(FHIR basedOn -> ServiceRequest, a CSV order column); (2) the earliest of the member's "
+    "orders for the same patient with the report's placer order number (HL7 OBR-2 or ORC-2, a "
+    "basedOn identifier); (3) without a link, the earliest of the member's orders of the same "
+    "test (LOINC code, or local code while unmapped) for the same patient, an approximation "
+    "that misses a result filed before a repeat order. Reports with no such order are not "
+    "counted.",
 )
 def result_after_order(tables: Tables, params: Params) -> ir.Table:
     o, r = tables.order, tables.report
     o = o.filter(o.ordered_s.notnull())
-    first = o.group_by(f_member=o.member, f_patient=o.patient_id, f_code=_code_key(o)).aggregate(
-        first_order_s=o.ordered_s.min()
+    by_id = o.select(i_id=o.id, i_s=o.ordered_s)
+    numbered = o.filter(o.placer_number != "")
+    by_number = numbered.group_by(
+        n_member=numbered.member,
+        n_patient=numbered.patient_id,
+        n_number=numbered.placer_number,
+    ).aggregate(n_s=numbered.ordered_s.min())
+    by_code = o.group_by(f_member=o.member, f_patient=o.patient_id, f_code=_code_key(o)).aggregate(
+        f_s=o.ordered_s.min()
     )
     r = r.filter(r.effective_s.notnull()).mutate(r_code=_code_key(r))
-    j = r.join(
-        first,
-        [r.member == first.f_member, r.patient_id == first.f_patient, r.r_code == first.f_code],
+    j = (
+        r.left_join(by_id, r.order_id == by_id.i_id)
+        .left_join(
+            by_number,
+            [
+                r.member == by_number.n_member,
+                r.patient_id == by_number.n_patient,
+                r.placer_number == by_number.n_number,
+            ],
+        )
+        .left_join(
+            by_code,
+            [
+                r.member == by_code.f_member,
+                r.patient_id == by_code.f_patient,
+                r.r_code == by_code.f_code,
+            ],
+        )
     )
-    return _rows(j, j.effective_s < j.first_order_s)
+    j = j.mutate(order_s=ibis.coalesce(j.i_s, j.n_s, j.f_s))
+    j = j.filter(j.order_s.notnull())
+    return _rows(j, j.effective_s < j.order_s)
 
 
 @check(

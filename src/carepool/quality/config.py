@@ -27,6 +27,7 @@ PARAM_NAMES = (
     "consensus_factor",
     "range_tolerance",
     "max_age_years",
+    "after_death_hours",
 )
 
 

@@ -33,6 +33,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "member": "string",
         "sex": "string",
         "birth_s": "int64",
+        "death_s": "int64",
         "name_present": "boolean",
         "dedup_key": "string",
         "stub": "boolean",
@@ -55,6 +56,8 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "original_code": "string",
         "effective_s": "int64",
         "issued_s": "int64",
+        "order_id": "string",
+        "placer_number": "string",
         "flags": "string",
     },
     "observation": {
@@ -85,6 +88,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "patient_id": "string",
         "loinc_code": "string",
         "original_code": "string",
+        "placer_number": "string",
         "ordered_s": "int64",
     },
     "provenance": {
@@ -133,6 +137,7 @@ def _patient(t: ir.Table) -> ir.Table:
         member=t.institution_id,
         sex=t.sex,
         birth_s=birth,
+        death_s=_epoch(t.deceased_at),
         name_present=t.name.strip() != "",
         dedup_key=key,
         stub=t.stub.cast("boolean"),
@@ -161,6 +166,8 @@ def _report(t: ir.Table) -> ir.Table:
         original_code=t.original_code,
         effective_s=_epoch(t.effective_at),
         issued_s=_epoch(t.issued_at),
+        order_id=t.order_id,
+        placer_number=t.placer_number,
         flags=_text(t.flags),
     )
 
@@ -197,6 +204,7 @@ def _order(t: ir.Table) -> ir.Table:
         patient_id=t.patient_id,
         loinc_code=t.loinc_code,
         original_code=t.original_code,
+        placer_number=t.placer_number,
         ordered_s=_epoch(t.ordered_at),
     )
 
@@ -228,10 +236,22 @@ NORMALISE: dict[str, Callable[[ir.Table], ir.Table]] = {
 }
 
 
+# Record ids that checks join on. They are text in every store and are left as the store has
+# them (a cast would only drop a length or a NOT NULL): a CAST around a primary key hides its
+# index from SQLite's planner, which then joins by scanning the table once per row
+# (observation.feed_lag took tens of seconds on the demo's few thousand results).
+_JOIN_KEYS = frozenset({"id", "record_id", "patient_id", "encounter_id", "report_id", "order_id"})
+
+
 def _typed(name: str, t: ir.Table) -> ir.Table:
     """Cast to the declared schema, so every backend hands checks the same types."""
     schema = SCHEMAS[name]
-    return t.select(**{c: t[c].cast(typ) for c, typ in schema.items()})
+    out: dict[str, ir.Value] = {}
+    for c, typ in schema.items():
+        col = t[c]
+        keep = c in _JOIN_KEYS and col.type().is_string()
+        out[c] = col if keep else col.cast(typ)
+    return t.select(**out)
 
 
 def connect(url: str) -> BaseBackend:
@@ -329,6 +349,7 @@ def memtables(rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> Tables:
         "ordered_at": "ordered_s",
         "received_at": "received_s",
         "birth_date": "birth_s",
+        "deceased_at": "death_s",
         "institution_id": "member",
     }
 
@@ -376,4 +397,5 @@ _DEFAULTS: dict[str, str] = {
     "interpretation": "",
     "feed": "",
     "record_type": "",
+    "placer_number": "",
 }

@@ -10,15 +10,23 @@ one audit row per result would double the store's size and say nothing more than
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import functools
 import hashlib
+import json
+import operator
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import String, Table, any_, bindparam, event, select, update
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from carepool.core.time import utcnow
@@ -87,6 +95,32 @@ class Stored:
     stubs: int = 0
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _plain(value: Any) -> Any:
+    """`schemas._jsonable` without `dataclasses.asdict`'s deep copies: a nested record part as a
+    shallow dict (the encoder comes back for what it holds), which writes the same text."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {name: getattr(value, name) for name in _field_names(type(value))}
+    return str(value)
+
+
+# `json.dumps(..., sort_keys=True, default=..., ensure_ascii=False)` builds this every call.
+_CONTENT_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=_plain)
+
+
+def content_hash_of(record: RecordIn) -> str:
+    """`record.content_hash()`, the same text hashed (tested) without `dataclasses.asdict`'s
+    deep copies and a new encoder per call: a good part of a record's cost in ingest."""
+    text = _CONTENT_ENCODER.encode(record.content())
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def natural_key(institution_id: str, kind: str, system: str, local_id: str) -> str:
     return f"{institution_id}|{kind}|{system}|{local_id}"
 
@@ -125,8 +159,22 @@ def _enum(cls: type[enum.Enum], value: str, default: Any) -> Any:
         return default
 
 
+_PROVENANCE_COLUMNS = (
+    "record_type",
+    "record_id",
+    "institution_id",
+    "run_id",
+    "feed",
+    "source",
+    "message",
+    "position",
+    "received_at",
+    "content_hash",
+    "original",
+)
+
+
 def _provenance(
-    session: Session,
     ctx: StoreContext,
     kind: str,
     record_id: str,
@@ -134,22 +182,54 @@ def _provenance(
     message: str,
     position: str,
     original: str | None,
-) -> None:
-    session.add(
-        Provenance(
-            record_type=kind,
-            record_id=record_id,
-            institution_id=ctx.institution_id,
-            run_id=ctx.run_id,
-            feed=ctx.feed,
-            source=ctx.source[:300],
-            message=message[:300],
-            position=position[:200],
-            received_at=ctx.received_at or utcnow(),
-            content_hash=content_hash,
-            original=original,
-        )
+) -> tuple[Any, ...]:
+    """A provenance row (values of `_PROVENANCE_COLUMNS`), written with the batch's records."""
+    return (
+        kind,
+        record_id,
+        ctx.institution_id,
+        ctx.run_id,
+        ctx.feed,
+        ctx.source[:300],
+        message[:300],
+        position[:200],
+        ctx.received_at or utcnow(),
+        content_hash,
+        original,
     )
+
+
+def _insert_rows(
+    conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert `rows` (values of `columns`, in that order) in one go: with COPY on PostgreSQL
+    (one stream instead of a statement per row), with one executemany elsewhere. Values go
+    through the columns' types exactly as they would in an INSERT."""
+    dialect = conn.dialect
+    if dialect.name != "postgresql" or dialect.driver != "psycopg":
+        conn.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
+        return
+    processors = [
+        (i, p)
+        for i, name in enumerate(columns)
+        if (p := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None
+    ]
+    quote = dialect.identifier_preparer.quote
+    sql = (
+        f"COPY {dialect.identifier_preparer.format_table(table)} "
+        f"({', '.join(quote(table.c[name].name) for name in columns)}) FROM STDIN"
+    )
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    try:
+        with driver.cursor() as cursor, cursor.copy(sql) as copy:
+            for row in rows:
+                values = list(row)
+                for i, process in processors:
+                    values[i] = process(values[i])
+                copy.write_row(values)
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error) from exc
 
 
 def _apply_patient(obj: Patient, rec: PatientIn, ctx: StoreContext) -> None:
@@ -162,7 +242,8 @@ def _apply_patient(obj: Patient, rec: PatientIn, ctx: StoreContext) -> None:
     obj.national_id = rec.national_id[:40] if rec.national_id else None
     obj.phone = rec.phone[:40]
     obj.address = rec.address[:400]
-    obj.deceased = rec.deceased
+    obj.deceased = rec.deceased or rec.deceased_at is not None
+    obj.deceased_at = rec.deceased_at
     obj.stub = False
     seen: set[tuple[str, str]] = set()
     identifiers = []
@@ -197,7 +278,9 @@ def _apply_encounter(obj: Encounter, rec: EncounterIn, std: Standard | None) -> 
     obj.flags = list(std.flags) if std else []
 
 
-def _apply_report(obj: DiagnosticReport, rec: ReportIn, std: Standard | None) -> None:
+def _apply_report(
+    obj: DiagnosticReport, rec: ReportIn, std: Standard | None, ctx: StoreContext
+) -> None:
     first = rec.codings[0] if rec.codings else None
     obj.status = _enum(ResultStatus, rec.status, ResultStatus.UNKNOWN)
     obj.loinc_code = std.loinc if std else None
@@ -209,6 +292,9 @@ def _apply_report(obj: DiagnosticReport, rec: ReportIn, std: Standard | None) ->
     obj.effective_at = rec.effective_at
     obj.issued_at = rec.issued_at
     obj.conclusion = rec.conclusion
+    # The order's id is known before the order arrives (ids derive from natural keys).
+    obj.order_id = ref_id(ctx.institution_id, rec.order) if rec.order is not None else None
+    obj.placer_number = rec.placer_number[:100]
     obj.flags = list(std.flags) if std else []
 
 
@@ -289,6 +375,64 @@ class _Planned:
 
 
 _PARENTS = (("patient", Patient), ("encounter", Encounter), ("report", DiagnosticReport))
+# Parents before children, so foreign keys hold at every insert.
+_INSERT_ORDER = ("patient", "encounter", "report", "observation", "order", "other")
+_STORES = "carepool.record_stores"  # Session.info key: the stores with rows to write
+
+
+class _Row:
+    """A new record's values by attribute name, inserted in bulk when its store writes.
+
+    Not a mapped object: building and flushing one ORM object per record cost more than parsing,
+    standardising and hashing together. The `_apply_*` functions fill rows and loaded objects
+    alike, and columns added to a model are picked up with their defaults.
+    """
+
+    id: str
+    report_id: str | None
+    identifiers: list[PatientIdentifier]
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+@dataclass(frozen=True)
+class _Table:
+    table: Table
+    columns: list[tuple[str, str]]  # (attribute, column key)
+    defaults: dict[str, Any]  # attribute -> scalar default (None when the column has none)
+    factories: list[tuple[str, Any]]  # attribute -> callable default (`utcnow`, `list`)
+
+
+@functools.cache
+def _table(model: Any) -> _Table:
+    columns, defaults, factories = [], {}, []
+    for prop in sa_inspect(model).column_attrs:
+        column = prop.columns[0]
+        columns.append((prop.key, column.key))
+        default = column.default
+        if default is not None and getattr(default, "is_callable", False):
+            factories.append((prop.key, default.arg))
+        else:
+            defaults[prop.key] = getattr(default, "arg", None)
+    return _Table(model.__table__, columns, defaults, factories)
+
+
+def _new_row(kind: str, values: dict[str, Any]) -> _Row:
+    spec = _table(_MODELS[kind])
+    out = dict(spec.defaults)
+    for name, factory in spec.factories:
+        out[name] = factory(None)
+    out.update(values)
+    if kind == "patient":
+        out["identifiers"] = []
+    return _Row(out)
+
+
+def _write_pending(session: Session) -> None:
+    """Session hook: every store writes its pending rows before the ORM flushes or commits."""
+    for store in session.info.get(_STORES, ()):
+        store.write()
 
 
 class RecordStore:
@@ -296,8 +440,10 @@ class RecordStore:
 
     `prefetch` looks up, in one query per kind, which of a batch's records and referenced
     parents exist and with which content hash; `store` then decides insert / update / duplicate
-    without a query per record. Nothing is flushed here: relationships on the models let the
-    unit of work insert parents before children when the caller flushes or commits.
+    without a query per record. New records and their provenance are kept as rows and inserted
+    in bulk (one multi-row statement per table, parents first) by `write`, which runs when the
+    caller calls `flush` and, at the latest, before the session flushes or commits; changes to
+    records that exist go through the ORM as before.
     """
 
     def __init__(self, session: Session, ctx: StoreContext) -> None:
@@ -309,11 +455,22 @@ class RecordStore:
         self._plans: dict[int, _Planned] = {}
         self._looked_up: set[str] = set()
         self.stubs = 0
+        self._rows: dict[str, list[_Row]] = {}  # kind -> new records not yet written
+        self._provenance: list[tuple[Any, ...]] = []
+        self._links: list[tuple[str, str]] = []  # (report id, observation id) to link
+        self._ref_ids: dict[tuple[str, Ref], str] = {}
+        stores = session.info.get(_STORES)
+        if stores is None:
+            stores = session.info[_STORES] = []
+            event.listen(session, "before_flush", lambda s, _ctx, _objs: _write_pending(s))
+            event.listen(session, "before_commit", _write_pending)
+        stores.append(self)
 
-    def plan(self, record: RecordIn) -> _Planned:
+    def plan(self, record: RecordIn, *, content_hash: str | None = None) -> _Planned:
+        """The record's natural key, id and content hash (`content_hash` if the caller has it)."""
         planned = self._plans.get(id(record))
         if planned is None:
-            content_hash = record.content_hash()
+            content_hash = content_hash or content_hash_of(record)
             key = _key_of(self.ctx, record, content_hash)
             planned = _Planned(record, key, id_for(record.kind, key), content_hash)
             self._plans[id(record)] = planned
@@ -328,7 +485,7 @@ class RecordStore:
             for attr in ("patient", "encounter", "report"):
                 ref = getattr(record, attr, None)
                 if ref is not None:
-                    wanted.setdefault(ref.kind, set()).add(ref_id(self.ctx.institution_id, ref))
+                    wanted.setdefault(ref.kind, set()).add(self._ref_id(ref))
         changed: list[str] = []
         for kind, ids in wanted.items():
             ids = ids - self._looked_up - set(self.known)
@@ -338,7 +495,7 @@ class RecordStore:
             model = _MODELS[kind]
             for chunk in _chunks(sorted(ids), 500):
                 rows = self.session.execute(
-                    select(model.id, model.content_hash).where(model.id.in_(chunk))
+                    select(model.id, model.content_hash).where(self._among(model.id, chunk))
                 )
                 for rid, content_hash in rows:
                     self.known[rid] = content_hash
@@ -350,10 +507,17 @@ class RecordStore:
         for chunk in _chunks(sorted(set(changed)), 500):
             rows = self.session.execute(
                 select(Provenance.record_id, Provenance.content_hash).where(
-                    Provenance.record_id.in_(chunk)
+                    self._among(Provenance.record_id, chunk)
                 )
             )
             self.seen.update((rid, h) for rid, h in rows)
+
+    def _among(self, column: Any, ids: list[str]) -> Any:
+        """`column IN ids`; on PostgreSQL `= ANY(array)`: one parameter instead of hundreds, so
+        the server parses and plans the same short statement for every batch."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            return column == any_(bindparam("ids", ids, type_=ARRAY(String)))
+        return column.in_(ids)
 
     def _exists(self, kind: str, rid: str) -> bool:
         if rid in self.known:
@@ -367,11 +531,19 @@ class RecordStore:
                 return True
         return False
 
+    def _ref_id(self, ref: Ref) -> str:
+        """`ref_id` for this store's member, remembered (a message names its patient often)."""
+        key = (self.ctx.institution_id, ref)
+        rid = self._ref_ids.get(key)
+        if rid is None:
+            rid = self._ref_ids[key] = ref_id(self.ctx.institution_id, ref)
+        return rid
+
     def _stub(self, kind: str, ref: Ref | None, patient_id: str | None = None) -> str | None:
         """The id of a referenced record, made as a placeholder if it has not arrived yet."""
         if ref is None:
             return None
-        rid = ref_id(self.ctx.institution_id, ref)
+        rid = self._ref_id(ref)
         if self._exists(kind, rid):
             return rid
         key = natural_key(self.ctx.institution_id, kind, ref.system, ref.local_id)
@@ -383,14 +555,11 @@ class RecordStore:
             "local_id": ref.local_id,
             "content_hash": STUB_HASH,
         }
-        obj: Any
         if kind == "patient":
-            obj = Patient(stub=True, **common)
-        elif kind == "encounter":
-            obj = Encounter(patient_id=patient_id, flags=["stub"], **common)
+            obj = _new_row(kind, {"stub": True, **common})
         else:
-            obj = DiagnosticReport(patient_id=patient_id, flags=["stub"], **common)
-        self.session.add(obj)
+            obj = _new_row(kind, {"patient_id": patient_id, "flags": ["stub"], **common})
+        self._rows.setdefault(kind, []).append(obj)
         self.objects[rid] = obj
         self.known[rid] = STUB_HASH
         self.stubs += 1
@@ -419,13 +588,16 @@ class RecordStore:
         now = utcnow()
         is_new = obj is None
         if obj is None:
-            obj = _MODELS[kind](
-                id=rid,
-                natural_key=planned.key,
-                institution_id=self.ctx.institution_id,
-                content_hash=content_hash,
-                created_at=now,
-                updated_at=now,
+            obj = _new_row(
+                kind,
+                {
+                    "id": rid,
+                    "natural_key": planned.key,
+                    "institution_id": self.ctx.institution_id,
+                    "content_hash": content_hash,
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
             if kind == "other":
                 obj.local_id = (record.local_id or "")[:200]
@@ -446,7 +618,7 @@ class RecordStore:
         elif isinstance(record, ReportIn):
             obj.patient_id = self._stub("patient", record.patient)
             obj.encounter_id = self._stub("encounter", record.encounter, obj.patient_id)
-            _apply_report(obj, record, standard)
+            _apply_report(obj, record, standard, self.ctx)
         elif isinstance(record, ObservationIn):
             obj.patient_id = self._stub("patient", record.patient)
             obj.encounter_id = self._stub("encounter", record.encounter, obj.patient_id)
@@ -461,29 +633,84 @@ class RecordStore:
             obj.patient_id = self._stub("patient", record.patient)
             obj.body = record.body
         if is_new:
-            self.session.add(obj)
+            self._rows.setdefault(kind, []).append(obj)
         if isinstance(record, ReportIn) and record.results:
             self._link_results(rid, record.results)
-        _provenance(self.session, self.ctx, kind, rid, content_hash, message, position, original)
+        self._provenance.append(
+            _provenance(self.ctx, kind, rid, content_hash, message, position, original)
+        )
         return Stored(
             Outcome.STORED if is_new else Outcome.UPDATED, kind, rid, self.stubs - stubs_before
         )
 
     def _link_results(self, report_id: str, results: list[Ref]) -> None:
-        """Point already stored observations at the report that lists them."""
-        ids = [ref_id(self.ctx.institution_id, r) for r in results]
-        pending = [i for i in ids if i in self.objects]
-        for i in pending:
-            if self.objects[i].report_id is None:
-                self.objects[i].report_id = report_id
-        stored = [i for i in ids if i not in self.objects]
-        if stored:
-            self.session.execute(
-                update(Observation)
-                .where(Observation.id.in_(stored), Observation.report_id.is_(None))
-                .values(report_id=report_id)
-                .execution_options(synchronize_session=False)
+        """Point the observations a report lists at it (those stored before it, too)."""
+        for ref in results:
+            self._links.append((report_id, self._ref_id(ref)))
+
+    def write(self) -> None:
+        """Insert the pending new records (parents first) and their provenance, then link
+        results to their reports. Runs inside the caller's transaction; commits nothing."""
+        links, self._links = self._links, []
+        later: list[dict[str, str]] = []
+        for report_id, obs_id in links:
+            obj = self.objects.get(obs_id)
+            if obj is None:
+                later.append({"b_obs": obs_id, "b_report": report_id})
+            elif obj.report_id is None:
+                obj.report_id = report_id
+        rows, self._rows = self._rows, {}
+        provenance, self._provenance = self._provenance, []
+        if not rows and not provenance and not later:
+            return
+        conn = self.session.connection()
+        for kind in _INSERT_ORDER:
+            pending = rows.get(kind)
+            if not pending:
+                continue
+            spec = _table(_MODELS[kind])
+            values = operator.itemgetter(*[name for name, _key in spec.columns])
+            _insert_rows(
+                conn,
+                spec.table,
+                [key for _name, key in spec.columns],
+                [values(r.__dict__) for r in pending],
             )
+            if kind == "patient":
+                identifiers = [
+                    (r.id, i.institution_id, i.system, i.value, i.type)
+                    for r in pending
+                    for i in r.identifiers
+                ]
+                if identifiers:
+                    _insert_rows(
+                        conn,
+                        _table(PatientIdentifier).table,
+                        ("patient_id", "institution_id", "system", "value", "type"),
+                        identifiers,
+                    )
+            for r in pending:
+                if self.objects.get(r.id) is r:
+                    del self.objects[r.id]  # in the database now: a change loads it
+        if provenance:
+            _insert_rows(conn, _table(Provenance).table, _PROVENANCE_COLUMNS, provenance)
+        if later:
+            table = _table(Observation).table
+            conn.execute(
+                update(table)
+                .where(table.c.id == bindparam("b_obs"), table.c.report_id.is_(None))
+                .values(report_id=bindparam("b_report")),
+                later,
+            )
+
+    def flush(self) -> None:
+        """Write everything this store holds, then the ORM's changes to existing records."""
+        self.write()
+        self.session.flush()
+
+    def discard(self) -> None:
+        """Forget what has not been written (after the savepoint it was meant for failed)."""
+        self._rows, self._provenance, self._links = {}, [], []
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
@@ -506,7 +733,7 @@ def store_record(
     result = store.store(
         record, standard=standard, message=message, position=position, original=original
     )
-    session.flush()
+    store.flush()
     return result
 
 

@@ -366,7 +366,9 @@ def patient_to_fhir(p: Patient, *, person_id: str | None, links: Sequence[str]) 
         out["telecom"] = [{"system": "phone", "value": p.phone.strip()}]
     if p.address.strip():
         out["address"] = [{"text": p.address.strip()}]
-    if p.deceased:
+    if p.deceased_at is not None:
+        out["deceasedDateTime"] = p.deceased_at.isoformat()
+    elif p.deceased:
         out["deceasedBoolean"] = True
     if links:
         out["link"] = [{"other": {"reference": f"Patient/{o}"}, "type": "seealso"} for o in links]
@@ -478,6 +480,11 @@ def report_to_fhir(r: DiagnosticReport, results: Sequence[str]) -> Json:
         out["effectiveDateTime"] = r.effective_at.isoformat()
     if r.issued_at:
         out["issued"] = r.issued_at.isoformat()
+    if r.placer_number.strip():
+        # A logical reference: the member's order itself is not served under /fhir.
+        placer = {"coding": [{"system": V2_0203, "code": "PLAC"}]}
+        identifier = {"type": placer, "value": r.placer_number.strip()}
+        out["basedOn"] = [{"type": "ServiceRequest", "identifier": identifier}]
     if results:
         out["result"] = [{"reference": f"Observation/{oid}"} for oid in results]
     if r.conclusion.strip():

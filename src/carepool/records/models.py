@@ -105,6 +105,9 @@ class Patient(Base):
     phone: Mapped[str] = mapped_column(String(40), nullable=False, default="")
     address: Mapped[str] = mapped_column(String(400), nullable=False, default="")
     deceased: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # When the person died, if the member said (FHIR deceasedDateTime, HL7 PID-29, a CSV death
+    # date); a death known only as a day is that day's local midnight. None: alive or unknown.
+    deceased_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # A placeholder made because a result referred to a patient not (yet) received.
     stub: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -202,6 +205,12 @@ class DiagnosticReport(Base):
     effective_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
     issued_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     conclusion: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    # The order this report answers, as the member named it: the id of a `clinical_order`
+    # record (FHIR basedOn -> ServiceRequest, a CSV order column) and/or the placer order number
+    # (HL7 OBR-2/ORC-2, a FHIR basedOn identifier). `order_id` is not a foreign key: the order
+    # may arrive later, or never, and the report is kept either way.
+    order_id: Mapped[str | None] = mapped_column(String(64))
+    placer_number: Mapped[str] = mapped_column(String(100), nullable=False, default="")
     patient: Mapped[Patient] = relationship(lazy="raise")
     encounter: Mapped[Encounter | None] = relationship(lazy="raise")
     flags: Mapped[list[str]] = mapped_column(JsonType, nullable=False, default=list)

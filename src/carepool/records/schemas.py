@@ -51,12 +51,19 @@ def _jsonable(value: Any) -> Any:
 @dataclass(slots=True)
 class _RecordIn:
     kind: ClassVar[str] = ""
+    # Fields added after records were first stored: left out of the content while empty, so a
+    # record sent again exactly as before is still a duplicate (its hash does not change).
+    added_later: ClassVar[frozenset[str]] = frozenset()
     system: str
     local_id: str | None
 
     def content(self) -> dict[str, Any]:
         """The record's fields, shallow (bodies are hashed as they are, not copied)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name in self.added_later:
+            if out[name] is None or out[name] == "":
+                del out[name]
+        return out
 
     def content_hash(self) -> str:
         text = json.dumps(self.content(), sort_keys=True, default=_jsonable, ensure_ascii=False)
@@ -79,6 +86,9 @@ class PatientIn(_RecordIn):
     phone: str = ""
     address: str = ""
     deceased: bool = False
+    # When known (date and time, or a day as its local midnight); implies `deceased`.
+    deceased_at: datetime | None = None
+    added_later: ClassVar[frozenset[str]] = frozenset({"deceased_at"})
 
 
 @dataclass(slots=True)
@@ -110,6 +120,10 @@ class ReportIn(_RecordIn):
     issued_at: datetime | None = None
     conclusion: str = ""
     results: list[Ref] = field(default_factory=list)
+    # The order the report answers: a reference to the order record, and/or its placer number.
+    order: Ref | None = None
+    placer_number: str = ""
+    added_later: ClassVar[frozenset[str]] = frozenset({"order", "placer_number"})
 
 
 @dataclass(slots=True)

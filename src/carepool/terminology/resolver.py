@@ -3,7 +3,9 @@
 `Terminology` holds the seed plus the maps stored in the database (consortium-wide and per
 member) at one moment. Ingest builds one snapshot per run and asks it about every record, so a
 run sees one consistent version of the maps and needs no database round trip per lookup.
-Lookup order, first hit wins: the member's map, the consortium map, then the seed.
+Lookup order, first hit wins: the member's map, the consortium map, then the seed. Answers are
+remembered per snapshot (a feed asks about the same few hundred codes and units millions of
+times), so a snapshot must not be changed once made: take a new one to see new maps.
 """
 
 from __future__ import annotations
@@ -79,6 +81,9 @@ class StandardValue:
     unmapped: list[UnmappedTerm]
 
 
+_MEMO_LIMIT = 100_000  # remembered answers per kind of question before starting afresh
+
+
 def _round(value: float) -> float:
     """Drop binary noise from conversions (12 significant digits are more than any lab has)."""
     if value == 0 or not math.isfinite(value):
@@ -101,6 +106,9 @@ class Terminology:
         self.maps: dict[tuple[MapKind, str], MapLayer] = dict(maps or {})
         # member -> norm_text(local department name) -> department code (from the catalogue)
         self.member_departments = {k: dict(v) for k, v in (member_departments or {}).items()}
+        self._codes: dict[tuple[str, tuple[Coding, ...], str], CodeResult] = {}
+        self._units: dict[tuple[str, str | None], str | None] = {}
+        self._departments: dict[tuple[str, str | None], str | None] = {}
 
     # -- versions -------------------------------------------------------------------------------
     def versions(self) -> dict[str, str]:
@@ -129,6 +137,15 @@ class Terminology:
 
     def resolve_code(self, member: str, codings: list[Coding], text: str = "") -> CodeResult:
         """The LOINC code for a result's codings (LOINC first, then maps, then names)."""
+        key = (member, tuple(codings), text)
+        hit = self._codes.get(key)
+        if hit is None:
+            if len(self._codes) >= _MEMO_LIMIT:
+                self._codes.clear()
+            hit = self._codes[key] = self._resolve_code(member, codings, text)
+        return hit
+
+    def _resolve_code(self, member: str, codings: list[Coding], text: str) -> CodeResult:
         codings = [c for c in codings if c.code or c.text] or [Coding(text=text)]
         first = codings[0]
         for c in codings:
@@ -176,6 +193,15 @@ class Terminology:
     # -- units ----------------------------------------------------------------------------------
     def resolve_unit(self, member: str, unit: str | None) -> str | None:
         """The UCUM code for a local unit string, or None when no map or parser knows it."""
+        key = (member, unit)
+        if key in self._units:
+            return self._units[key]
+        if len(self._units) >= _MEMO_LIMIT:
+            self._units.clear()
+        found = self._units[key] = self._resolve_unit(member, unit)
+        return found
+
+    def _resolve_unit(self, member: str, unit: str | None) -> str | None:
         if unit is None or not unit.strip():
             return None
         key = normalise_unit(unit)
@@ -187,6 +213,15 @@ class Terminology:
     # -- departments ----------------------------------------------------------------------------
     def resolve_department(self, member: str, name: str | None) -> str | None:
         """The standard department code for a member's local department name or code."""
+        memo = (member, name)
+        if memo in self._departments:
+            return self._departments[memo]
+        if len(self._departments) >= _MEMO_LIMIT:
+            self._departments.clear()
+        found = self._departments[memo] = self._resolve_department(member, name)
+        return found
+
+    def _resolve_department(self, member: str, name: str | None) -> str | None:
         key = norm_text(name)
         if not key:
             return None

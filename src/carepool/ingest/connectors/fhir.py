@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date, tzinfo
+from datetime import date, datetime, tzinfo
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -103,23 +103,29 @@ class _Bundle:
         self.full_urls: dict[str, tuple[str, str]] = {}
         self.report_of: dict[tuple[str, str], Ref] = {}  # observation (type, id) -> its report
 
-    def ref(self, reference: dict[str, Any] | None, expected: str) -> Ref | None:
+    def target(self, reference: dict[str, Any] | None, expected: str) -> tuple[str, str] | None:
+        """The resource type and id a literal reference points at (None: not literal)."""
         if not reference:
             return None
         text = reference.get("reference") or ""
         if not text or "?" in text or text.startswith("#"):
             return None
         if text in self.full_urls:
-            rtype, rid = self.full_urls[text]
-        elif text.startswith("urn:uuid:") or text.startswith("urn:oid:"):
-            rtype, rid = expected, text.rsplit(":", 1)[1]
-        else:
-            parts = text.rstrip("/").split("/")
-            if len(parts) >= 4 and parts[-2] == "_history":
-                parts = parts[:-2]
-            if len(parts) < 2:
-                return None
-            rtype, rid = parts[-2], parts[-1]
+            return self.full_urls[text]
+        if text.startswith("urn:uuid:") or text.startswith("urn:oid:"):
+            return expected, text.rsplit(":", 1)[1]
+        parts = text.rstrip("/").split("/")
+        if len(parts) >= 4 and parts[-2] == "_history":
+            parts = parts[:-2]
+        if len(parts) < 2:
+            return None
+        return parts[-2], parts[-1]
+
+    def ref(self, reference: dict[str, Any] | None, expected: str) -> Ref | None:
+        found = self.target(reference, expected)
+        if found is None:
+            return None
+        rtype, rid = found
         kind = {
             "Patient": "patient",
             "Encounter": "encounter",
@@ -173,6 +179,7 @@ def _patient(res: dict[str, Any], tz: tzinfo) -> PatientIn:
             if p
         )
     birth = _birth_date(res.get("birthDate"))
+    died = res.get("deceasedDateTime")
     return PatientIn(
         system=ID_SYSTEM,
         local_id=str(res["id"]),
@@ -185,7 +192,8 @@ def _patient(res: dict[str, Any], tz: tzinfo) -> PatientIn:
         national_id=national,
         phone=phone,
         address=address,
-        deceased=bool(res.get("deceasedBoolean") or res.get("deceasedDateTime")),
+        deceased=bool(res.get("deceasedBoolean") or died),
+        deceased_at=_death_time(died, tz),
     )
 
 
@@ -323,6 +331,7 @@ def _report(res: dict[str, Any], bundle: _Bundle, tz: tzinfo) -> ReportIn:
     categories = res.get("category") or []
     category = next((c.get("code", "") for cat in categories for c in cat.get("coding") or []), "")
     results = [r for r in (bundle.ref(x, "Observation") for x in res.get("result") or []) if r]
+    order, placer = _based_on(res, bundle)
     return ReportIn(
         system=ID_SYSTEM,
         local_id=str(res["id"]),
@@ -336,12 +345,37 @@ def _report(res: dict[str, Any], bundle: _Bundle, tz: tzinfo) -> ReportIn:
         issued_at=parse_iso(res.get("issued"), tz),
         conclusion=res.get("conclusion", "") or "",
         results=results,
+        order=order,
+        placer_number=placer,
     )
 
 
+def _based_on(res: dict[str, Any], bundle: _Bundle) -> tuple[Ref | None, str]:
+    """The order a report answers: the first `basedOn` ServiceRequest it refers to literally,
+    and the first order number a `basedOn` names (a logical reference's identifier)."""
+    order: Ref | None = None
+    placer = ""
+    for reference in res.get("basedOn") or []:
+        if not isinstance(reference, dict):
+            continue
+        identifier = reference.get("identifier") or {}
+        if not placer and identifier.get("value"):
+            placer = str(identifier["value"])
+        found = bundle.target(reference, "ServiceRequest")
+        if order is None and found is not None and found[0] == "ServiceRequest":
+            order = Ref("order", ID_SYSTEM, found[1])
+    return order, placer
+
+
 def _order(res: dict[str, Any], bundle: _Bundle, tz: tzinfo) -> OrderIn:
-    identifiers = res.get("identifier") or []
-    placer = next((str(i.get("value", "")) for i in identifiers if i.get("value")), "")
+    identifiers = [i for i in res.get("identifier") or [] if i.get("value")]
+    # The placer's number (type PLAC) when the identifiers say which one it is, else the first.
+    typed = [
+        i
+        for i in identifiers
+        if any(c.get("code") == "PLAC" for c in (i.get("type") or {}).get("coding") or [])
+    ]
+    placer = str((typed or identifiers)[0]["value"]) if identifiers else ""
     return OrderIn(
         system=ID_SYSTEM,
         local_id=str(res["id"]),
@@ -516,6 +550,14 @@ def _digest(text: str) -> str:
     import hashlib
 
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _death_time(text: Any, tz: tzinfo) -> datetime | None:
+    """`deceasedDateTime` as an instant: a day counts from its local midnight; a year or a
+    month alone is too vague to date records against, so the patient is only `deceased`."""
+    if not isinstance(text, str) or len(text.strip()) < len("2000-01-01"):
+        return None
+    return parse_iso(text, tz)
 
 
 def _birth_date(text: Any) -> date | None:

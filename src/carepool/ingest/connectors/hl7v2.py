@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 
 import hl7
 
@@ -95,6 +95,7 @@ _ORDER_STATUS = {
     "HD": "on-hold",
 }
 _NATIONAL_ID_TYPES = {"NI", "NNCHN", "SS", "SSN"}
+_DAY_OR_FINER = re.compile(r"^\d{8}")
 
 
 def split_messages(text: str) -> list[list[str]]:
@@ -290,6 +291,7 @@ class _Message:
         address_parts = pid.comps(11)
         address = ", ".join(p for p in address_parts[:6] if p)
         phone = pid.get(13) or pid.get(13, 12) or pid.get(14)
+        deceased, deceased_at = self._death(pid)
         record = PatientIn(
             system=key.system,
             local_id=key.value,
@@ -302,9 +304,22 @@ class _Message:
             national_id=national,
             phone=phone,
             address=address,
-            deceased=pid.get(30).upper() == "Y",
+            deceased=deceased,
+            deceased_at=deceased_at,
         )
         return Parsed(record, f"{self.position}/PID", str(pid))
+
+    def _death(self, pid: _Seg) -> tuple[bool, datetime | None]:
+        """PID-30 (death indicator) and PID-29 (death date and time). A time without an
+        indicator means death; an explicit `N` means alive whatever PID-29 still holds (the
+        way a sender takes a death back). A time less precise than a day is not kept."""
+        indicator = pid.get(30).upper()[:1]
+        text = pid.get(29)
+        when = parse_hl7_ts(text, self.tz) if _DAY_OR_FINER.match(text) else None
+        if indicator == "N":
+            return False, None
+        deceased = indicator == "Y" or when is not None
+        return deceased, when if deceased else None
 
     def _encounter(self, pv1: _Seg, patient: Ref) -> Parsed | None:
         visit = pv1.get(19)
@@ -382,8 +397,11 @@ class _Message:
     ) -> None:
         report: ReportIn | None = None
         report_ref: Ref | None = None
+        orc: _Seg | None = None
         for i, s in enumerate(segs):
-            if s.id == "OBR":
+            if s.id == "ORC":
+                orc = s
+            elif s.id == "OBR":
                 report = None
                 report_ref = None
                 has_obx = any(x.id == "OBX" for x in segs[i + 1 : _next_obr(segs, i)])
@@ -408,6 +426,8 @@ class _Message:
                     category=s.get(24),
                     effective_at=parse_hl7_ts(s.get(7), self.tz),
                     issued_at=parse_hl7_ts(s.get(22), self.tz),
+                    # The placer order number links the result to its order (ORM's ORC-2).
+                    placer_number=s.get(2) or (orc.get(2) if orc is not None else ""),
                 )
                 report_ref = report.ref() if filler else None
                 self.unit.records.append(Parsed(report, f"{self.position}/OBR[{i}]", str(s)))

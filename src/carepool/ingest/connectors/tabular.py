@@ -53,6 +53,7 @@ _FIELDS: dict[str, set[str]] = {
         "phone",
         "address",
         "deceased",
+        "deceased_at",
     },
     "encounter": {
         "local_id",
@@ -97,6 +98,7 @@ _FIELDS: dict[str, set[str]] = {
         "effective_at",
         "issued_at",
         "conclusion",
+        "order",
     },
     "order": {
         "local_id",
@@ -308,6 +310,7 @@ class _Reader:
             if not local_id:
                 raise _RowError(f"{self.table.columns.get('local_id')} (the patient id) is empty")
             birth = self.day(row, "birth_date")
+            died = self.when(row, "deceased_at")
             return PatientIn(
                 system=self.system,
                 local_id=local_id,
@@ -326,7 +329,8 @@ class _Reader:
                 national_id=self.get(row, "national_id") or None,
                 phone=self.get(row, "phone"),
                 address=self.get(row, "address"),
-                deceased=bool(self.get(row, "deceased")),
+                deceased=bool(self.get(row, "deceased")) or died is not None,
+                deceased_at=died,
             )
         patient = self.ref(row, "patient", "patient")
         if kind != "other" and patient is None:
@@ -390,6 +394,10 @@ class _Reader:
                 effective_at=self.when(row, "effective_at"),
                 issued_at=self.when(row, "issued_at"),
                 conclusion=self.get(row, "conclusion"),
+                # An order column names the order's id, which a CSV order also uses as its
+                # placer number: both links hold.
+                order=self.ref(row, "order", "order"),
+                placer_number=self.get(row, "order"),
             )
         if kind == "order":
             return OrderIn(

@@ -1,0 +1,157 @@
+"""Run item generators in forked worker processes and read their items back in order.
+
+Ingest spends most of its time on pure, CPU-bound work (JSON, FHIR R4 validation, HL7 fields,
+terminology), and one Python process runs one thread at a time; so a large run parses its inputs
+in worker processes while the parent stores what they send. Workers are forked once per run: they
+share the parent's loaded modules and terminology snapshot without pickling them. Worker `w` of
+`n` produces the streams `w`, `w + n`, `w + 2n`, ... one after another and sends their items
+back pickled, in chunks, through a bounded queue of its own (a worker far ahead waits); the parent
+reads the streams in order, so a parallel run stores exactly what a sequential one would. Fork is
+used only on Linux; elsewhere, or with one worker, the generators run in-process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import multiprocessing
+import pickle
+import queue
+import sys
+from collections.abc import Callable, Generator, Iterator
+from multiprocessing.context import ForkProcess
+from typing import Any, TypeVar
+
+__all__ = ["available", "ordered"]
+
+T = TypeVar("T")
+
+_ITEMS, _DONE, _ERROR = "items", "done", "error"
+
+
+def available() -> bool:
+    """Whether worker processes can be forked here."""
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+
+
+def ordered(
+    produce: Callable[[int], Iterator[T]],
+    count: int,
+    *,
+    workers: int,
+    chunk: int = 256,
+    ahead: int = 8,
+) -> Generator[T, None, None]:
+    """The items of `produce(0)`, `produce(1)`, ..., `produce(count - 1)`, in that order.
+
+    Up to `workers` processes produce them, each at most `ahead` chunks of `chunk` items ahead
+    of the reader. An exception in a generator is raised here (as a `RuntimeError` when it
+    cannot be pickled); closing this iterator early stops the workers.
+    """
+    workers = min(workers, count)
+    if workers <= 1 or not available():
+        for index in range(count):
+            yield from produce(index)
+        return
+    context = multiprocessing.get_context("fork")
+    channels = [context.Queue(maxsize=ahead) for _ in range(workers)]
+    processes: list[ForkProcess] = []
+    try:
+        for w, channel in enumerate(channels):
+            indices = range(w, count, workers)
+            process = context.Process(
+                target=_work, args=(produce, indices, channel, chunk), daemon=True
+            )
+            process.start()
+            processes.append(process)
+        for index in range(count):
+            process, channel = processes[index % workers], channels[index % workers]
+            while True:
+                kind, payload = _receive(process, channel)
+                if kind == _DONE:
+                    break
+                if kind == _ERROR:
+                    raise payload
+                yield from pickle.loads(payload)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+            process.join()
+        for channel in channels:
+            channel.close()
+
+
+class _Pickler(pickle.Pickler):
+    """Sends plain dataclasses (records, units) as constructor calls: the default, for slotted
+    dataclasses, calls back into Python for every object when loading, which cost the reader
+    more than everything else it does with an HL7 message."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        cls = type(obj)
+        names = _init_fields(cls) if dataclasses.is_dataclass(cls) else None
+        if names is None:
+            return NotImplemented
+        return cls, tuple([getattr(obj, name) for name in names])
+
+
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
+
+
+def _init_fields(cls: type) -> tuple[str, ...] | None:
+    """The fields a dataclass's constructor takes, if it takes them all and does nothing else."""
+    if cls not in _FIELDS:
+        fields = dataclasses.fields(cls)
+        plain = all(f.init for f in fields) and not hasattr(cls, "__post_init__")
+        _FIELDS[cls] = tuple(f.name for f in fields) if plain else None
+    return _FIELDS[cls]
+
+
+def _dumps(items: list[Any]) -> bytes:
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(items)
+    return buffer.getvalue()
+
+
+def _work(
+    produce: Callable[[int], Iterator[Any]], indices: range, channel: Any, chunk: int
+) -> None:
+    """A worker's body: for each stream, its items in chunks, then done (or the error)."""
+    try:
+        for index in indices:
+            items: list[Any] = []
+            for item in produce(index):
+                items.append(item)
+                if len(items) >= chunk:
+                    channel.put((_ITEMS, _dumps(items)))
+                    items = []
+            if items:
+                channel.put((_ITEMS, _dumps(items)))
+            channel.put((_DONE, None))
+    except BaseException as exc:
+        try:
+            pickle.dumps(exc)
+            error: BaseException = exc
+        except Exception:
+            error = RuntimeError(f"{type(exc).__name__}: {exc}")
+        channel.put((_ERROR, error))
+    channel.close()
+    channel.join_thread()
+
+
+def _receive(process: ForkProcess, channel: Any) -> tuple[str, Any]:
+    while True:
+        try:
+            message: tuple[str, Any] = channel.get(timeout=1.0)
+            return message
+        except queue.Empty:
+            if process.is_alive():
+                continue
+            try:  # it may have sent its last chunk just before it ended
+                message = channel.get(timeout=1.0)
+                return message
+            except queue.Empty:
+                raise RuntimeError(
+                    f"an ingest worker process ended without finishing (exit code "
+                    f"{process.exitcode})"
+                ) from None

@@ -289,6 +289,15 @@ def connector_parse_only(inputs: list[Input], fmt: str) -> tuple[int, float]:
         return n, time.perf_counter() - t0
 
 
+def parse_only_rate(feed: str, inputs: list[Input]) -> float:
+    """Parse-only units/s of a feed's input (see the module docstring), measured now."""
+    if feed == "FHIR R4":
+        n, seconds = fhir_parse_only(inputs)
+    else:
+        n, _failed, seconds = hl7_parse_only(inputs)
+    return n / seconds
+
+
 # -- end to end -----------------------------------------------------------------------------------
 
 
@@ -312,6 +321,7 @@ class Run:
     again_duplicates: int
     again_balanced: bool
     balanced: bool
+    parse_rate: float = float("nan")  # parse-only units/s, measured just before this run
 
     @property
     def rate(self) -> float:
@@ -753,9 +763,11 @@ def main(argv: list[str] | None = None) -> int:
                             progress.update(
                                 task, description=f"{name} → {backend}, {w} worker(s) #{attempt}"
                             )
+                            parse_rate = parse_only_rate(name, inputs)
                             run = ingest_twice(
                                 url, name, backend, member, inputs, w, progress, task
                             )
+                            run.parse_rate = parse_rate
                             tries.setdefault(name, []).append(run)
                             console.print(
                                 f"  {name:8} {backend:10} workers {w}: {run.rate:8,.0f}/s "
@@ -855,7 +867,7 @@ def report(
         table.add_column(h, justify="left" if h in ("feed", "database") else "right")
     lines = ["| " + " | ".join(heads) + " |", "|---|---|" + "---:|" * (len(heads) - 2)]
     for r in runs:
-        p = parse.get(r.feed, {}).get("rate", float("nan"))
+        p = r.parse_rate
         cells = [
             r.feed,
             "PostgreSQL" if r.backend == "postgresql" else "SQLite",
@@ -900,11 +912,11 @@ def report(
     for r in (best("HL7 v2", "postgresql"), one_process("HL7 v2", "postgresql")):
         if r is None or "HL7 v2" not in parse:
             continue
-        share = r.rate / parse["HL7 v2"]["rate"]
+        share = r.rate / r.parse_rate
         met = "met" if share >= 0.5 else "**not met**"
         line = (
             f"- HL7 v2 into PostgreSQL ≥ 50 % of python-hl7 parse-only: {share:.0%} "
-            f"({r.rate:,.0f} vs {parse['HL7 v2']['rate']:,.0f} messages/s, {r.workers} "
+            f"({r.rate:,.0f} vs {r.parse_rate:,.0f} messages/s, {r.workers} "
             f"worker(s)) — {met} (CPU ceiling: {ceiling(r)})"
         )
         if line not in targets:
@@ -942,6 +954,12 @@ def report(
                 f"{percentile(values, 99):.1f} |"
             )
         search_lines += [
+            "",
+            "The query is not where the time goes: the plan below runs in under a millisecond "
+            "on the observation index (patient, code, time). The rest of a request is the "
+            "token check, the person and consent look-ups that decide what the caller may see, "
+            "a count and a page query, loading the rows and writing them as FHIR, and the "
+            "audit row with its commit (`records/fhir.py`), eight or nine round trips.",
             "",
             "The main query's plan (`EXPLAIN ANALYZE`, one person, one code, nine months):",
             "",
@@ -995,7 +1013,8 @@ def report(
             "patient, visit, report and results). Re-ingest is the same input again: nothing "
             "new is stored. Parse-only, one process: FHIR = the FHIR connector's JSON parse, "
             "R4 validation (fhir.resources R4B) and mapping to records, without terminology or "
-            "database; HL7 v2 = python-hl7 `hl7.parse` of each message of the same input. "
+            "database; HL7 v2 = python-hl7 `hl7.parse` of each message of the same input; "
+            "measured just before each run, so that both see the same machine. "
             "Timings are for a warm process: a new process first loads the UCUM unit registry "
             f"({ucum_seconds:.1f} s) and the FHIR model classes."
             + (

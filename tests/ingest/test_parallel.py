@@ -29,6 +29,12 @@ def test_items_come_back_in_input_order_whatever_the_workers(workers: int) -> No
         assert pids == {os.getpid()}
 
 
+def test_a_single_stream_is_produced_by_a_worker_while_the_reader_reads() -> None:
+    out = list(_parallel.ordered(lambda i: _numbers(i + 3), 1, workers=2))
+    assert [(a, b) for a, b, _pid in out] == [(3, b) for b in range(21)]
+    assert os.getpid() not in {pid for *_x, pid in out}
+
+
 class _Broken(Exception):
     pass
 

@@ -44,15 +44,17 @@ def ordered(
 ) -> Generator[T, None, None]:
     """The items of `produce(0)`, `produce(1)`, ..., `produce(count - 1)`, in that order.
 
-    Up to `workers` processes produce them, each at most `ahead` chunks of `chunk` items ahead
-    of the reader. An exception in a generator is raised here (as a `RuntimeError` when it
-    cannot be pickled); closing this iterator early stops the workers.
+    Up to `workers` processes produce them (one per stream at most; one stream still gets one,
+    so that it is parsed while the reader stores), each at most `ahead` chunks of `chunk` items
+    ahead of the reader; with `workers` <= 1 they run here. An exception in a generator is
+    raised here (as a `RuntimeError` when it cannot be pickled); closing this iterator early
+    stops the workers.
     """
-    workers = min(workers, count)
-    if workers <= 1 or not available():
+    if workers <= 1 or count == 0 or not available():
         for index in range(count):
             yield from produce(index)
         return
+    workers = min(workers, count)
     context = multiprocessing.get_context("fork")
     channels = [context.Queue(maxsize=ahead) for _ in range(workers)]
     processes: list[ForkProcess] = []

@@ -647,8 +647,8 @@ def do_ingest(
     Refusals (scope, member, unknown format or mapping) raise before the run starts; after it has
     started every problem with a record is counted as rejected and dead-lettered, and the run
     always ends `succeeded` with balanced counters or `failed` with the error. With `workers` > 1
-    and several inputs of at least `PARALLEL_MIN_BYTES` in all, inputs are parsed in that many
-    worker processes while this one stores (same result as one process, in less time).
+    and at least `PARALLEL_MIN_BYTES` of input, inputs are parsed in up to that many worker
+    processes (one per input at most) while this one stores: the same result as one process.
     """
     run_id = uuid.uuid4().hex
     with transaction(factory) as session:

@@ -422,7 +422,8 @@ def _new_row(kind: str, values: dict[str, Any]) -> _Row:
     spec = _table(_MODELS[kind])
     out = dict(spec.defaults)
     for name, factory in spec.factories:
-        out[name] = factory(None)
+        if name not in values:
+            out[name] = factory(None)
     out.update(values)
     if kind == "patient":
         out["identifiers"] = []

@@ -1,17 +1,24 @@
-"""Shared pieces of the command line: the `--db` option, JSON output, errors, and `db`/`auth`."""
+"""Shared pieces of the command line: the common options, sessions, JSON or text output, errors,
+progress bars, and the `db`/`auth` commands.
+
+Every context's `cli.py` builds its commands from these, so that `--db`, `--json`, the error
+messages and the exit codes read the same in every `carepool` sub-command.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Annotated, Any
+from enum import Enum
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from sqlalchemy.orm import Session
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.orm import Session, sessionmaker
 
 from carepool.core import auth, migrate
 from carepool.core.db import make_engine, make_session_factory
@@ -23,17 +30,40 @@ DbOption = Annotated[
     typer.Option("--db", help="Database URL (default: $CAREPOOL_DATABASE_URL or ./carepool.db)"),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")]
+SourceOption = Annotated[str | None, typer.Option("--source", help="Only this member's")]
 
 err_console = Console(stderr=True, soft_wrap=True)
+# Every `carepool` command acts as the system: consortium-wide, every scope.
+CLI_ACTOR = auth.Principal.system_actor("cli")
+
+E = TypeVar("E", bound=Enum)
+Row = TypeVar("Row")
 
 
 def resolve_url(db: str | None) -> str:
     return db or get_settings().database_url
 
 
+def migrated_url(db: str | None) -> str:
+    """The URL of `db`, migrated to the newest schema (for commands that open their own engine)."""
+    url = resolve_url(db)
+    migrate.upgrade(url)
+    return url
+
+
+@contextmanager
+def session_factory(url: str) -> Iterator[sessionmaker[Session]]:
+    """A session factory on `url` for actions that open their own transactions (long runs)."""
+    engine = make_engine(url)
+    try:
+        yield make_session_factory(engine)
+    finally:
+        engine.dispose()
+
+
 @contextmanager
 def cli_session(db: str | None, *, migrate_first: bool = True) -> Iterator[Session]:
-    """A session on `db` for one command: migrated, committed on success, typed errors shown."""
+    """A session on `db` for one command: migrated, committed on success, rolled back on error."""
     url = resolve_url(db)
     if migrate_first:
         migrate.upgrade(url)
@@ -51,8 +81,72 @@ def cli_session(db: str | None, *, migrate_first: bool = True) -> Iterator[Sessi
         engine.dispose()
 
 
+@contextmanager
+def exit_on_error(*, as_json: bool) -> Iterator[None]:
+    """A domain error raised inside (not found, invalid input, ...) exits 1 with its message."""
+    try:
+        yield
+    except CarepoolError as exc:
+        raise fail(exc, as_json=as_json) from exc
+
+
+@contextmanager
+def command_session(db: str | None, *, as_json: bool) -> Iterator[Session]:
+    """`cli_session` for one command whose domain errors exit 1 with their message."""
+    with exit_on_error(as_json=as_json), cli_session(db) as session:
+        yield session
+
+
+def status_filter(enum: type[E], status: str, *, as_json: bool) -> E | None:
+    """`status` as a member of `enum`, or None for "all"; any other word exits 1."""
+    try:
+        return None if status == "all" else enum(status)
+    except ValueError as exc:
+        raise fail(InvalidInput(f"unknown status {status!r}"), as_json=as_json) from exc
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def print_result(data: Any, text: str, *, as_json: bool) -> None:
+    """A command's result: `data` as JSON with `--json`, otherwise the human-readable `text`."""
+    if as_json:
+        print_json(data)
+    else:
+        typer.echo(text)
+
+
+def print_rows(
+    rows: Sequence[Row],
+    line: Callable[[Row], str],
+    *,
+    as_json: bool,
+    total: int | None = None,
+    noun: str = "item(s)",
+) -> None:
+    """A listing: with `--json` the rows, or `{"total", "items"}` for a page of `total` rows;
+    otherwise `line(row)` for each row, then "`total` `noun`" under a page."""
+    if as_json:
+        print_json(list(rows) if total is None else {"total": total, "items": list(rows)})
+        return
+    for row in rows:
+        typer.echo(line(row))
+    if total is not None:
+        typer.echo(f"{total} {noun}")
+
+
+def progress_bar(label: str, *, quiet: bool, counter: str = "{task.percentage:>3.0f}%") -> Progress:
+    """A transient bar on stderr for a long run; off with `--json` (`quiet`) or off a terminal."""
+    return Progress(
+        TextColumn(f"[bold]{label}[/] {{task.description}}"),
+        BarColumn(),
+        TextColumn(counter),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=quiet or not err_console.is_terminal,
+    )
 
 
 def fail(exc: CarepoolError, *, as_json: bool, code: int = 1) -> typer.Exit:
@@ -113,15 +207,10 @@ def auth_token(
 ) -> None:
     """Print a bearer token for USER (for scripts and integrations)."""
     ttl = timedelta(hours=hours or get_settings().token_ttl_hours)
-    try:
-        with cli_session(db) as session:
-            token = auth.issue_token(session, username=user, ttl=ttl, scopes=scope)
-    except CarepoolError as exc:
-        raise fail(exc, as_json=as_json) from exc
-    if as_json:
-        print_json({"token": token, "user": user, "expires_in_hours": ttl.total_seconds() / 3600})
-    else:
-        typer.echo(token)
+    with command_session(db, as_json=as_json) as session:
+        token = auth.issue_token(session, username=user, ttl=ttl, scopes=scope)
+    out = {"token": token, "user": user, "expires_in_hours": ttl.total_seconds() / 3600}
+    print_result(out, token, as_json=as_json)
 
 
 @auth_app.command("users")
@@ -138,11 +227,11 @@ def auth_users(db: DbOption = None, as_json: JsonOption = False) -> None:
             }
             for u in auth.get_all_users(session)
         ]
-    if as_json:
-        print_json(users)
-        return
-    for u in users:
-        typer.echo(f"{u['username']:<24} {u['role']:<20} {u['institution_id'] or '(consortium)'}")
+    print_rows(
+        users,
+        lambda u: f"{u['username']:<24} {u['role']:<20} {u['institution_id'] or '(consortium)'}",
+        as_json=as_json,
+    )
 
 
 @auth_app.command("add-user")
@@ -159,20 +248,15 @@ def auth_add_user(
     """Create a user account."""
     from carepool.core.users import do_create_user
 
-    try:
-        with cli_session(db) as session:
-            do_create_user(
-                session,
-                actor=auth.Principal.system_actor("cli"),
-                username=username,
-                display_name=name or username,
-                role=role,
-                institution_id=institution,
-                source="cli",
-            )
-    except CarepoolError as exc:
-        raise fail(exc, as_json=as_json) from exc
-    if as_json:
-        print_json({"username": username, "role": role.value, "institution_id": institution})
-    else:
-        typer.echo(f"created {username} ({role.value})")
+    with command_session(db, as_json=as_json) as session:
+        do_create_user(
+            session,
+            actor=CLI_ACTOR,
+            username=username,
+            display_name=name or username,
+            role=role,
+            institution_id=institution,
+            source="cli",
+        )
+    out = {"username": username, "role": role.value, "institution_id": institution}
+    print_result(out, f"created {username} ({role.value})", as_json=as_json)

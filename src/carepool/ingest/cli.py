@@ -12,18 +12,30 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 
 from carepool.core.auth import Principal
-from carepool.core.cli import DbOption, JsonOption, cli_session, fail, print_json, resolve_url
-from carepool.core.db import make_engine, make_session_factory
-from carepool.core.errors import CarepoolError, InvalidInput
+from carepool.core.cli import (
+    CLI_ACTOR,
+    DbOption,
+    JsonOption,
+    SourceOption,
+    cli_session,
+    command_session,
+    err_console,
+    exit_on_error,
+    fail,
+    migrated_url,
+    print_json,
+    print_result,
+    print_rows,
+    progress_bar,
+    session_factory,
+    status_filter,
+)
+from carepool.core.errors import InvalidInput
 from carepool.ingest import actions, service
 from carepool.ingest.models import DeadLetterStatus
-
-err = Console(stderr=True, soft_wrap=True)
 
 
 class _RunByDefault(TyperGroup):
@@ -45,6 +57,8 @@ app = typer.Typer(
 )
 dead_app = typer.Typer(help="Records that could not be stored: list, show, retry, discard.")
 app.add_typer(dead_app, name="dead-letter")
+
+DeadLetterArg = Annotated[int, typer.Argument(help="Dead letter id")]
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -92,43 +106,25 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """Ingest PATHS as member SOURCE; prints received / stored / duplicates / rejected."""
-    url = resolve_url(db)
     try:
         inputs = [actions.Input(name=p.name, data=p.read_bytes()) for p in paths]
     except OSError as exc:
         raise fail(InvalidInput(f"cannot read input: {exc}"), as_json=as_json) from exc
-    with cli_session(db):
-        pass  # migrate before the run opens its own transactions
-    engine = make_engine(url)
-    factory = make_session_factory(engine)
-    show_bar = not as_json and err.is_terminal
-    progress = Progress(
-        TextColumn("[bold]ingest[/] {task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=not show_bar,
-    )
-    try:
-        with progress:
-            task = progress.add_task(source, total=sum(len(i.data) for i in inputs) or 1)
-            summary = actions.do_ingest(
-                factory,
-                actor=Principal.system_actor("cli"),
-                institution_id=source,
-                inputs=inputs,
-                format=format,
-                mapping=mapping,
-                channel="cli",
-                progress=lambda done, total: progress.update(task, completed=done, total=total),
-                workers=workers or actions.default_workers(),
-            )
-    except CarepoolError as exc:
-        raise fail(exc, as_json=as_json) from exc
-    finally:
-        engine.dispose()
+    url = migrated_url(db)  # before the run opens its own transactions
+    progress = progress_bar("ingest", quiet=as_json)
+    with exit_on_error(as_json=as_json), session_factory(url) as factory, progress:
+        task = progress.add_task(source, total=sum(len(i.data) for i in inputs) or 1)
+        summary = actions.do_ingest(
+            factory,
+            actor=CLI_ACTOR,
+            institution_id=source,
+            inputs=inputs,
+            format=format,
+            mapping=mapping,
+            channel="cli",
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+            workers=workers or actions.default_workers(),
+        )
     result = summary.as_dict()
     if as_json:
         print_json(result)
@@ -147,38 +143,34 @@ def mllp(
 ) -> None:
     """Listen for HL7 v2 over MLLP; every message is ingested and answered with ACK/NACK."""
     import asyncio
+    import contextlib
 
     from carepool.ingest.mllp import MllpServer
 
-    url = resolve_url(db)
-    with cli_session(db):
-        pass
-    engine = make_engine(url)
-    server = MllpServer(
-        make_session_factory(engine),
-        actor=Principal.system_actor("mllp"),
-        institution_id=source,
-        host=host,
-        port=port,
-    )
+    with session_factory(migrated_url(db)) as factory:
+        server = MllpServer(
+            factory,
+            actor=Principal.system_actor("mllp"),
+            institution_id=source,
+            host=host,
+            port=port,
+        )
 
-    async def main() -> None:
-        bound = await server.start()
-        err.print(f"MLLP listener for {source} on {bound[0]}:{bound[1]} (Ctrl-C stops it)")
-        await server.serve_forever()
+        async def main() -> None:
+            bound = await server.start()
+            err_console.print(
+                f"MLLP listener for {source} on {bound[0]}:{bound[1]} (Ctrl-C stops it)"
+            )
+            await server.serve_forever()
 
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
-    finally:
-        engine.dispose()
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(main())
 
 
 @app.command("runs")
 def runs(
     db: DbOption = None,
-    source: Annotated[str | None, typer.Option("--source", help="Only this member's")] = None,
+    source: SourceOption = None,
     limit: int = 20,
     as_json: JsonOption = False,
 ) -> None:
@@ -186,21 +178,21 @@ def runs(
     with cli_session(db) as session:
         items, _total = service.get_runs(session, institution_id=source, limit=limit)
         rows = [service.run_to_dict(r) for r in items]
-    if as_json:
-        print_json(rows)
-        return
-    for r in rows:
-        typer.echo(
+    print_rows(
+        rows,
+        lambda r: (
             f"{r['run_id']}  {r['started_at'][:19]}  {r['source']:<16} {r['status']:<10} "
             f"recv {r['received']:>7} stored {r['stored']:>7} dup {r['duplicates']:>7} "
             f"rej {r['rejected']:>5}"
-        )
+        ),
+        as_json=as_json,
+    )
 
 
 @dead_app.command("list")
 def dead_list(
     db: DbOption = None,
-    source: Annotated[str | None, typer.Option("--source", help="Only this member's")] = None,
+    source: SourceOption = None,
     status: Annotated[
         str, typer.Option("--status", help="open, resolved, discarded or all")
     ] = "open",
@@ -208,40 +200,33 @@ def dead_list(
     as_json: JsonOption = False,
 ) -> None:
     """List dead letters (open ones by default)."""
-    try:
-        wanted = None if status == "all" else DeadLetterStatus(status)
-    except ValueError as exc:
-        raise fail(InvalidInput(f"unknown status {status!r}"), as_json=as_json) from exc
+    wanted = status_filter(DeadLetterStatus, status, as_json=as_json)
     with cli_session(db) as session:
         items, total = service.get_dead_letters(
             session, institution_id=source, status=wanted, limit=limit
         )
         rows = [service.dead_letter_to_dict(r) for r in items]
-    if as_json:
-        print_json({"total": total, "items": rows})
-        return
-    for r in rows:
-        typer.echo(
+    print_rows(
+        rows,
+        lambda r: (
             f"{r['id']:>6}  {r['status']:<9} {r['source']:<14} {r['format']:<6} "
             f"{r['position'][:40]:<40}  {r['reason'][:80]}"
-        )
-    typer.echo(f"{total} dead letter(s)")
+        ),
+        as_json=as_json,
+        total=total,
+        noun="dead letter(s)",
+    )
 
 
 @dead_app.command("show")
 def dead_show(
-    id: Annotated[int, typer.Argument(help="Dead letter id")],
+    id: DeadLetterArg,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show one dead letter with its reason and original bytes."""
-    try:
-        with cli_session(db) as session:
-            row = service.dead_letter_to_dict(
-                service.get_dead_letter(session, id=id), with_raw=True
-            )
-    except CarepoolError as exc:
-        raise fail(exc, as_json=as_json) from exc
+    with command_session(db, as_json=as_json) as session:
+        row = service.dead_letter_to_dict(service.get_dead_letter(session, id=id), with_raw=True)
     if as_json:
         print_json(row)
         return
@@ -259,24 +244,15 @@ def dead_retry(
     as_json: JsonOption = False,
 ) -> None:
     """Feed dead letters through their connector again; resolved when nothing is rejected."""
-    url = resolve_url(db)
-    with cli_session(db):
-        pass
-    engine = make_engine(url)
-    factory = make_session_factory(engine)
     results = []
-    try:
+    with exit_on_error(as_json=as_json), session_factory(migrated_url(db)) as factory:
         for id in ids:
             letter, summary = actions.do_retry_dead_letter(
-                factory, actor=Principal.system_actor("cli"), id=id, channel="cli"
+                factory, actor=CLI_ACTOR, id=id, channel="cli"
             )
             results.append(
                 {"dead_letter": service.dead_letter_to_dict(letter), "run": summary.as_dict()}
             )
-    except CarepoolError as exc:
-        raise fail(exc, as_json=as_json) from exc
-    finally:
-        engine.dispose()
     if as_json:
         print_json(results)
         return
@@ -289,20 +265,12 @@ def dead_retry(
 
 @dead_app.command("discard")
 def dead_discard(
-    id: Annotated[int, typer.Argument(help="Dead letter id")],
+    id: DeadLetterArg,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Mark a dead letter as not to be retried (kept for the record)."""
-    try:
-        with cli_session(db) as session:
-            row = actions.do_discard_dead_letter(
-                session, actor=Principal.system_actor("cli"), id=id, channel="cli"
-            )
-            out = service.dead_letter_to_dict(row)
-    except CarepoolError as exc:
-        raise fail(exc, as_json=as_json) from exc
-    if as_json:
-        print_json(out)
-    else:
-        typer.echo(f"dead letter {id}: {out['status']}")
+    with command_session(db, as_json=as_json) as session:
+        row = actions.do_discard_dead_letter(session, actor=CLI_ACTOR, id=id, channel="cli")
+        out = service.dead_letter_to_dict(row)
+    print_result(out, f"dead letter {id}: {out['status']}", as_json=as_json)

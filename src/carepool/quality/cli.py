@@ -15,17 +15,27 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy.orm import Session, sessionmaker
 
-from carepool.core.auth import Principal
-from carepool.core.cli import DbOption, JsonOption, cli_session, fail, print_json, resolve_url
-from carepool.core.db import make_engine, make_session_factory
-from carepool.core.errors import CarepoolError, InvalidInput
+from carepool.core.cli import (
+    CLI_ACTOR,
+    DbOption,
+    JsonOption,
+    cli_session,
+    command_session,
+    err_console,
+    exit_on_error,
+    migrated_url,
+    print_json,
+    print_result,
+    print_rows,
+    progress_bar,
+    session_factory,
+    status_filter,
+)
+from carepool.core.errors import InvalidInput
 from carepool.quality import actions, service
 from carepool.quality.models import AlertStatus, QualityRunStatus
-
-err = Console(stderr=True, soft_wrap=True)
 
 app = typer.Typer(
     help="Data quality: checks (conformance, completeness, plausibility, timeliness, "
@@ -85,7 +95,7 @@ def _print_run(
 
 
 def _run_once(
-    url: str,
+    factory: sessionmaker[Session],
     *,
     member: str | None,
     config: Any,
@@ -98,45 +108,32 @@ def _run_once(
         from carepool.quality import sources
 
         tables, backend = sources.read_parquet(parquet), "duckdb"
-    engine = make_engine(url)
-    factory = make_session_factory(engine)
-    progress = Progress(
-        TextColumn("[bold]quality[/] {task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=as_json or not err.is_terminal,
-    )
-    try:
-        with progress:
-            task = progress.add_task("checks", total=None)
-            run = actions.do_run_quality(
-                factory,
-                actor=Principal.system_actor("cli"),
-                member=member,
-                channel="cli",
-                config=config,
-                tables=tables,
-                backend=backend,
-                as_of=as_of,
-                progress=lambda done, total, check_id: progress.update(
-                    task, completed=done, total=total, description=check_id
-                ),
-            )
-        with factory() as session:
-            return {
-                "run": service.run_to_dict(run),
-                "results": [
-                    service.result_to_dict(r) for r in service.get_results(session, run_id=run.id)
-                ],
-                "scores": [
-                    service.score_to_dict(s) for s in service.get_run_scores(session, run_id=run.id)
-                ],
-            }
-    finally:
-        engine.dispose()
+    progress = progress_bar("quality", quiet=as_json, counter="{task.completed}/{task.total}")
+    with progress:
+        task = progress.add_task("checks", total=None)
+        run = actions.do_run_quality(
+            factory,
+            actor=CLI_ACTOR,
+            member=member,
+            channel="cli",
+            config=config,
+            tables=tables,
+            backend=backend,
+            as_of=as_of,
+            progress=lambda done, total, check_id: progress.update(
+                task, completed=done, total=total, description=check_id
+            ),
+        )
+    with factory() as session:
+        return {
+            "run": service.run_to_dict(run),
+            "results": [
+                service.result_to_dict(r) for r in service.get_results(session, run_id=run.id)
+            ],
+            "scores": [
+                service.score_to_dict(s) for s in service.get_run_scores(session, run_id=run.id)
+            ],
+        }
 
 
 @app.command("run")
@@ -158,20 +155,18 @@ def run(
     """Run every check now; stores the run, its results and scores, and raises alerts."""
     from datetime import UTC
 
-    try:
+    with exit_on_error(as_json=as_json):
         cfg = _config(config)
-        with cli_session(db):
-            pass  # migrate before the run opens its own transactions
-        out = _run_once(
-            resolve_url(db),
-            member=member,
-            config=cfg,
-            parquet=parquet,
-            as_of=as_of.replace(tzinfo=UTC) if as_of and as_of.tzinfo is None else as_of,
-            as_json=as_json,
-        )
-    except CarepoolError as exc:
-        raise fail(exc, as_json=as_json) from exc
+        url = migrated_url(db)  # before the run opens its own transactions
+        with session_factory(url) as factory:
+            out = _run_once(
+                factory,
+                member=member,
+                config=cfg,
+                parquet=parquet,
+                as_of=as_of.replace(tzinfo=UTC) if as_of and as_of.tzinfo is None else as_of,
+                as_json=as_json,
+            )
     if as_json:
         print_json(out)
     else:
@@ -194,20 +189,18 @@ def schedule(
     Or let cron start one run at a time, which survives restarts:
     `0 */6 * * * carepool quality run --db URL --json >> quality.log`
     """
-    try:
+    with exit_on_error(as_json=False):
         seconds = parse_duration(every)
         cfg = _config(config)
-        with cli_session(db):
-            pass
-    except CarepoolError as exc:
-        raise fail(exc, as_json=False) from exc
+        url = migrated_url(db)
     n = 0
     try:
         while True:
             started = time.monotonic()
-            out = _run_once(
-                resolve_url(db), member=None, config=cfg, parquet=None, as_of=None, as_json=True
-            )
+            with session_factory(url) as factory:
+                out = _run_once(
+                    factory, member=None, config=cfg, parquet=None, as_of=None, as_json=True
+                )
             r = out["run"]
             typer.echo(
                 f"{r['started_at'][:19]} run {r['run_id']} {r['status']}: "
@@ -233,15 +226,14 @@ def checks(db: DbOption = None, as_json: JsonOption = False) -> None:
         item = c.as_dict(cfg.thresholds.get(c.id))
         item["enabled"] = c.id not in cfg.disabled
         rows.append(item)
-    if as_json:
-        print_json(rows)
-        return
-    for r in rows:
-        off = "" if r["enabled"] else "  (disabled)"
-        typer.echo(
+    print_rows(
+        rows,
+        lambda r: (
             f"{r['id']:<38} {r['category']:<13} {r['subcategory']:<13} {r['target']:<14} "
-            f"≤{r['threshold']:>5g}%  {r['severity']}{off}"
-        )
+            f"≤{r['threshold']:>5g}%  {r['severity']}{'' if r['enabled'] else '  (disabled)'}"
+        ),
+        as_json=as_json,
+    )
 
 
 @app.command("runs")
@@ -250,14 +242,14 @@ def runs(db: DbOption = None, limit: int = 20, as_json: JsonOption = False) -> N
     with cli_session(db) as session:
         items, _total = service.get_runs(session, limit=limit)
         rows = [service.run_to_dict(r) for r in items]
-    if as_json:
-        print_json(rows)
-        return
-    for r in rows:
-        typer.echo(
+    print_rows(
+        rows,
+        lambda r: (
             f"{r['run_id']}  {r['started_at'][:19]}  {r['member'] or '(all)':<14} "
             f"{r['status']:<10} {r['backend']:<9} failed {r['checks_failed']}/{r['checks_total']}"
-        )
+        ),
+        as_json=as_json,
+    )
 
 
 @app.command("show")
@@ -268,20 +260,15 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show one run's results (the consortium totals, or one member's) and its scorecard."""
-    try:
-        with cli_session(db) as session:
-            run_row = service.run_to_dict(service.get_run(session, id=run_id))
-            results = [
-                service.result_to_dict(r)
-                for r in service.get_results(
-                    session, run_id=run_id, members={member} if member else None
-                )
-            ]
-            scores = [
-                service.score_to_dict(s) for s in service.get_run_scores(session, run_id=run_id)
-            ]
-    except CarepoolError as exc:
-        raise fail(exc, as_json=as_json) from exc
+    with command_session(db, as_json=as_json) as session:
+        run_row = service.run_to_dict(service.get_run(session, id=run_id))
+        results = [
+            service.result_to_dict(r)
+            for r in service.get_results(
+                session, run_id=run_id, members={member} if member else None
+            )
+        ]
+        scores = [service.score_to_dict(s) for s in service.get_run_scores(session, run_id=run_id)]
     if as_json:
         print_json({"run": run_row, "results": results, "scores": scores})
         return
@@ -299,16 +286,13 @@ def report(
     """Write a run as a self-contained HTML report."""
     from carepool.quality.report import render_run
 
-    try:
-        with cli_session(db) as session:
-            run_row = service.get_run(session, id=run_id)
-            html = render_run(
-                run_row,
-                service.get_results(session, run_id=run_id),
-                service.get_run_scores(session, run_id=run_id),
-            )
-    except CarepoolError as exc:
-        raise fail(exc, as_json=False) from exc
+    with command_session(db, as_json=False) as session:
+        run_row = service.get_run(session, id=run_id)
+        html = render_run(
+            run_row,
+            service.get_results(session, run_id=run_id),
+            service.get_run_scores(session, run_id=run_id),
+        )
     out.write_text(html, encoding="utf-8")
     typer.echo(f"wrote {out}")
 
@@ -350,22 +334,19 @@ def alerts(
     as_json: JsonOption = False,
 ) -> None:
     """List alerts: score drops, late feeds, stale members."""
-    try:
-        wanted = None if status == "all" else AlertStatus(status)
-    except ValueError as exc:
-        raise fail(InvalidInput(f"unknown status {status!r}"), as_json=as_json) from exc
+    wanted = status_filter(AlertStatus, status, as_json=as_json)
     with cli_session(db) as session:
         rows = [
             service.alert_to_dict(a)
             for a in service.get_alerts(session, institution_id=member, status=wanted)
         ]
-    if as_json:
-        print_json(rows)
-        return
-    for a in rows:
-        typer.echo(
+    print_rows(
+        rows,
+        lambda a: (
             f"{a['id']:>5}  {a['status']:<12} {a['kind']:<13} {a['member']:<16} {a['message']}"
-        )
+        ),
+        as_json=as_json,
+    )
 
 
 @app.command("threshold")
@@ -379,23 +360,18 @@ def threshold(
     as_json: JsonOption = False,
 ) -> None:
     """Override a check's threshold (or switch it off) for every future run."""
-    try:
-        with cli_session(db) as session:
-            row = actions.do_set_threshold(
-                session,
-                actor=Principal.system_actor("cli"),
-                check_id=check_id,
-                threshold=percent,
-                enabled=enable,
-                source="cli",
-            )
-            out = {"check_id": row.check_id, "threshold": row.threshold, "enabled": row.enabled}
-    except CarepoolError as exc:
-        raise fail(exc, as_json=as_json) from exc
-    if as_json:
-        print_json(out)
-    else:
-        typer.echo(f"{check_id}: threshold {out['threshold']}, enabled {out['enabled']}")
+    with command_session(db, as_json=as_json) as session:
+        row = actions.do_set_threshold(
+            session,
+            actor=CLI_ACTOR,
+            check_id=check_id,
+            threshold=percent,
+            enabled=enable,
+            source="cli",
+        )
+        out = {"check_id": row.check_id, "threshold": row.threshold, "enabled": row.enabled}
+    text = f"{check_id}: threshold {out['threshold']}, enabled {out['enabled']}"
+    print_result(out, text, as_json=as_json)
 
 
 @feed_app.command("set")
@@ -407,24 +383,19 @@ def feed_set(
     as_json: JsonOption = False,
 ) -> None:
     """Agree that MEMBER's FEED delivers at least every INTERVAL (late beyond 1.5x)."""
-    try:
+    with exit_on_error(as_json=as_json):
         minutes = max(1, round(parse_duration(every) / 60))
-        with cli_session(db) as session:
-            row = actions.do_set_feed_schedule(
-                session,
-                actor=Principal.system_actor("cli"),
-                institution_id=member,
-                feed=feed,
-                every_minutes=minutes,
-                source="cli",
-            )
-            out = service.schedule_to_dict(row) if row else {}
-    except CarepoolError as exc:
-        raise fail(exc, as_json=as_json) from exc
-    if as_json:
-        print_json(out)
-    else:
-        typer.echo(f"{member}/{feed}: every {minutes} min")
+    with command_session(db, as_json=as_json) as session:
+        row = actions.do_set_feed_schedule(
+            session,
+            actor=CLI_ACTOR,
+            institution_id=member,
+            feed=feed,
+            every_minutes=minutes,
+            source="cli",
+        )
+        out = service.schedule_to_dict(row) if row else {}
+    print_result(out, f"{member}/{feed}: every {minutes} min", as_json=as_json)
 
 
 @feed_app.command("remove")
@@ -437,7 +408,7 @@ def feed_remove(
     with cli_session(db) as session:
         actions.do_set_feed_schedule(
             session,
-            actor=Principal.system_actor("cli"),
+            actor=CLI_ACTOR,
             institution_id=member,
             feed=feed,
             every_minutes=None,
@@ -451,11 +422,11 @@ def feed_list(db: DbOption = None, as_json: JsonOption = False) -> None:
     """List the agreed feed schedules."""
     with cli_session(db) as session:
         rows = [service.schedule_to_dict(r) for r in service.get_feed_schedules(session)]
-    if as_json:
-        print_json(rows)
-        return
-    for r in rows:
-        typer.echo(f"{r['member']:<20} {r['feed']:<8} every {r['every_minutes']} min")
+    print_rows(
+        rows,
+        lambda r: f"{r['member']:<20} {r['feed']:<8} every {r['every_minutes']} min",
+        as_json=as_json,
+    )
 
 
 @app.command("export")
@@ -469,14 +440,10 @@ def export(
     The files hold record ids, codes, values and times, and a pseudonymous patient
     de-duplication key (national id or name|birth|sex): keep them under the same access rules.
     """
-    with cli_session(db):
-        pass
     counts = actions.export_parquet(
-        resolve_url(db),
+        migrated_url(db),
         parquet,
-        progress=None if as_json else lambda name, n: err.print(f"  {name}: {n} rows"),
+        progress=None if as_json else lambda name, n: err_console.print(f"  {name}: {n} rows"),
     )
-    if as_json:
-        print_json({"directory": str(parquet), "rows": counts})
-    else:
-        typer.echo(f"wrote {sum(counts.values())} rows to {parquet}")
+    out = {"directory": str(parquet), "rows": counts}
+    print_result(out, f"wrote {sum(counts.values())} rows to {parquet}", as_json=as_json)

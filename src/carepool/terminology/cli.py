@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from carepool.core.auth import Principal
-from carepool.core.cli import DbOption, JsonOption, cli_session, fail, print_json
+from carepool.core.cli import (
+    CLI_ACTOR,
+    DbOption,
+    JsonOption,
+    SourceOption,
+    cli_session,
+    command_session,
+    exit_on_error,
+    fail,
+    print_json,
+    print_result,
+    print_rows,
+)
 from carepool.core.errors import CarepoolError, InvalidInput
 from carepool.terminology import actions, service
 from carepool.terminology.models import TermStatus
@@ -21,11 +32,12 @@ app = typer.Typer(
     help="Codes, units and department names: maps (versioned), unmapped terms, re-apply.",
     no_args_is_help=True,
 )
-CLI = Principal.system_actor("cli")
 KindArg = Annotated[str, typer.Argument(help="code, unit or department")]
 ScopeOption = Annotated[
     str, typer.Option("--scope", help="A member's institution id, or * for the consortium")
 ]
+TermArg = Annotated[str, typer.Argument(help="The local code, name or unit")]
+SystemOption = Annotated[str, typer.Option("--system", help="The local code system")]
 
 
 @app.command("maps")
@@ -51,36 +63,32 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show a stored map's entries (current, at a version, or its whole history)."""
-    try:
+    with exit_on_error(as_json=as_json):
         k = service.parse_kind(kind)
-        with cli_session(db) as session:
-            rows = [
-                service.entry_to_dict(e)
-                for e in service.get_entries(
-                    session, kind=k, scope=scope, version=version, history=history
-                )
-            ]
-    except CarepoolError as exc:
-        raise fail(exc, as_json=as_json) from exc
-    if as_json:
-        print_json(rows)
-        return
-    for r in rows:
-        until = f"-v{r['valid_to']}" if r["valid_to"] else ""
-        system = f"{r['source_system']}|" if r["source_system"] else ""
-        typer.echo(
-            f"v{r['valid_from']}{until:<5} {system}{r['source_display']:<30} -> {r['target']}"
-        )
+    with command_session(db, as_json=as_json) as session:
+        rows = [
+            service.entry_to_dict(e)
+            for e in service.get_entries(
+                session, kind=k, scope=scope, version=version, history=history
+            )
+        ]
+    print_rows(rows, _entry_line, as_json=as_json)
+
+
+def _entry_line(r: dict[str, Any]) -> str:
+    until = f"-v{r['valid_to']}" if r["valid_to"] else ""
+    system = f"{r['source_system']}|" if r["source_system"] else ""
+    return f"v{r['valid_from']}{until:<5} {system}{r['source_display']:<30} -> {r['target']}"
 
 
 @app.command("set")
 def set_mapping(
     kind: KindArg,
-    term: Annotated[str, typer.Argument(help="The local code, name or unit")],
+    term: TermArg,
     target: Annotated[str, typer.Argument(help="LOINC code, UCUM unit or department code")],
     db: DbOption = None,
     scope: ScopeOption = GLOBAL,
-    system: Annotated[str, typer.Option("--system", help="The local code system")] = "",
+    system: SystemOption = "",
     match: Annotated[
         str | None, typer.Option("--match", help="code or name (default: code with --system)")
     ] = None,
@@ -88,68 +96,59 @@ def set_mapping(
     as_json: JsonOption = False,
 ) -> None:
     """Map TERM to TARGET (a new version of the map; the old entry stays in the history)."""
-    try:
+    with exit_on_error(as_json=as_json):
         k = service.parse_kind(kind)
-        with cli_session(db) as session:
-            row = actions.do_set_mapping(
-                session,
-                actor=CLI,
-                kind=k,
-                term=term,
-                target=target,
-                scope=scope,
-                source_system=system,
-                match=match,
-                note=note,
-                channel="cli",
-            )
-            out = service.entry_to_dict(row)
-    except CarepoolError as exc:
-        raise fail(exc, as_json=as_json) from exc
-    if as_json:
-        print_json(out)
-    else:
-        typer.echo(f"{kind} map {scope} v{out['valid_from']}: {term} -> {target}")
+    with command_session(db, as_json=as_json) as session:
+        row = actions.do_set_mapping(
+            session,
+            actor=CLI_ACTOR,
+            kind=k,
+            term=term,
+            target=target,
+            scope=scope,
+            source_system=system,
+            match=match,
+            note=note,
+            channel="cli",
+        )
+        out = service.entry_to_dict(row)
+    text = f"{kind} map {scope} v{out['valid_from']}: {term} -> {target}"
+    print_result(out, text, as_json=as_json)
 
 
 @app.command("remove")
 def remove_mapping(
     kind: KindArg,
-    term: Annotated[str, typer.Argument(help="The local code, name or unit")],
+    term: TermArg,
     db: DbOption = None,
     scope: ScopeOption = GLOBAL,
-    system: Annotated[str, typer.Option("--system", help="The local code system")] = "",
+    system: SystemOption = "",
     match: Annotated[str | None, typer.Option("--match", help="code or name")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Remove TERM from a stored map (a new version; the seed applies again)."""
-    try:
+    with exit_on_error(as_json=as_json):
         k = service.parse_kind(kind)
-        with cli_session(db) as session:
-            term_map = actions.do_retire_mapping(
-                session,
-                actor=CLI,
-                kind=k,
-                term=term,
-                scope=scope,
-                source_system=system,
-                match=match,
-                channel="cli",
-            )
-            out = service.map_to_dict(term_map)
-    except CarepoolError as exc:
-        raise fail(exc, as_json=as_json) from exc
-    if as_json:
-        print_json(out)
-    else:
-        typer.echo(f"{kind} map {scope} v{out['version']}: {term} removed")
+    with command_session(db, as_json=as_json) as session:
+        term_map = actions.do_retire_mapping(
+            session,
+            actor=CLI_ACTOR,
+            kind=k,
+            term=term,
+            scope=scope,
+            source_system=system,
+            match=match,
+            channel="cli",
+        )
+        out = service.map_to_dict(term_map)
+    print_result(out, f"{kind} map {scope} v{out['version']}: {term} removed", as_json=as_json)
 
 
 @app.command("unmapped")
 def unmapped(
     db: DbOption = None,
     kind: Annotated[str | None, typer.Option(help="code, unit or department")] = None,
-    source: Annotated[str | None, typer.Option("--source", help="Only this member's")] = None,
+    source: SourceOption = None,
     status: Annotated[str, typer.Option(help="open, mapped, ignored or all")] = "open",
     limit: int = 20,
     as_json: JsonOption = False,
@@ -166,17 +165,16 @@ def unmapped(
             session, kind=k, institution_id=source, status=wanted, limit=limit
         )
         rows = [service.term_to_dict(t) for t in items]
-    if as_json:
-        print_json({"total": total, "items": rows})
-        return
-    for r in rows:
-        best = ", ".join(f"{s['target']} ({s['score']:.0f})" for s in r["suggestions"][:3])
-        system = f"{r['source_system']}|" if r["source_system"] else ""
-        typer.echo(
-            f"{r['id']:>5} {r['kind']:<10} {r['institution_id']:<12} x{r['count']:<5} "
-            f"{system}{r['display'][:40]:<40} -> {best}"
-        )
-    typer.echo(f"{total} term(s)")
+    print_rows(rows, _term_line, as_json=as_json, total=total, noun="term(s)")
+
+
+def _term_line(r: dict[str, Any]) -> str:
+    best = ", ".join(f"{s['target']} ({s['score']:.0f})" for s in r["suggestions"][:3])
+    system = f"{r['source_system']}|" if r["source_system"] else ""
+    return (
+        f"{r['id']:>5} {r['kind']:<10} {r['institution_id']:<12} x{r['count']:<5} "
+        f"{system}{r['display'][:40]:<40} -> {best}"
+    )
 
 
 @app.command("suggest")
@@ -187,12 +185,14 @@ def suggest(
     as_json: JsonOption = False,
 ) -> None:
     """Ranked candidates for TERM (fuzzy over names, Chinese, pinyin)."""
-    found = suggest_terms(term, kind, limit=limit)
-    if as_json:
-        print_json([s.__dict__ for s in found])
-        return
-    for s in found:
-        typer.echo(f"{s.score:>5.1f}  {s.target:<10} {s.display}  (matched {s.matched!r})")
+    found = [s.__dict__ for s in suggest_terms(term, kind, limit=limit)]
+    print_rows(
+        found,
+        lambda s: (
+            f"{s['score']:>5.1f}  {s['target']:<10} {s['display']}  (matched {s['matched']!r})"
+        ),
+        as_json=as_json,
+    )
 
 
 @app.command("reapply")
@@ -204,18 +204,11 @@ def reapply(
     as_json: JsonOption = False,
 ) -> None:
     """Re-standardise stored observations and encounters with the current maps."""
-    try:
-        with cli_session(db) as session:
-            result = actions.do_reapply_maps(
-                session, actor=CLI, institution_id=source, channel="cli"
-            )
-    except CarepoolError as exc:
-        raise fail(exc, as_json=as_json) from exc
-    if as_json:
-        print_json(result)
-    else:
-        for k, v in result.items():
-            typer.echo(f"{k:<24} {v}")
+    with command_session(db, as_json=as_json) as session:
+        result = actions.do_reapply_maps(
+            session, actor=CLI_ACTOR, institution_id=source, channel="cli"
+        )
+    print_result(result, "\n".join(f"{k:<24} {v}" for k, v in result.items()), as_json=as_json)
 
 
 @app.command("convert")
@@ -238,7 +231,5 @@ def convert(
         result = convert_units(value, src, target, molar_mass)
     except UnitError as exc:
         raise fail(InvalidInput(str(exc)), as_json=as_json) from exc
-    if as_json:
-        print_json({"value": value, "unit": src, "result": result, "target": target})
-    else:
-        typer.echo(f"{value:g} {src} = {result:.6g} {target}")
+    out = {"value": value, "unit": src, "result": result, "target": target}
+    print_result(out, f"{value:g} {src} = {result:.6g} {target}", as_json=as_json)

@@ -3,8 +3,10 @@ their own (linked) patient, within scope, institution and consent, every read au
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +15,7 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
 
+from carepool.catalog import service as catalog_service
 from carepool.core.auth import Role
 from tests.conftest import Tokens
 from tests.identity.conftest import Fed, fed
@@ -378,3 +381,79 @@ def test_capability_statement_lists_the_result_types(client: TestClient) -> None
     assert {"Patient", "Observation", "DiagnosticReport"} <= set(types)
     assert types["Patient"]["operation"][0]["name"] == "everything"
     assert {p["name"] for p in types["Observation"]["searchParam"]} >= {"patient", "code", "date"}
+
+
+def _entries(client: TestClient, url: str, headers: dict[str, str]) -> list[dict[str, Any]]:
+    """Every resource of a search, following `next` links."""
+    out: list[dict[str, Any]] = []
+    page = _bundle(client.get(url, headers=headers))
+    while True:
+        out += _resources(page)
+        nxt = _link(page, "next")
+        if nxt is None:
+            return out
+        page = _bundle(client.get(nxt, headers=headers))
+
+
+def test_result_search_pages_totals_and_reads_agree(
+    client: TestClient, tokens: Tokens, linked: Fed
+) -> None:
+    """A person's search answers its total with each page (also past the end and for
+    `_count=0`), pages through the same results in the same order, and serves each result as
+    its read does."""
+    doctor = tokens.headers(Role.CLINICIAN, "clinic")
+    base = f"/fhir/Observation?patient={linked.zhang_clinic}"
+    whole = _bundle(client.get(base, headers=doctor))
+    assert whole["total"] == 8
+    assert len(_resources(whole)) == 8
+
+    first = _bundle(client.get(f"{base}&_count=3", headers=doctor))
+    assert first["total"] == 8
+    assert len(_resources(first)) == 3
+    assert "_offset=6" in (_link(first, "last") or "")
+    paged = _entries(client, f"{base}&_count=3", doctor)
+    assert [r["id"] for r in paged] == [r["id"] for r in _resources(whole)]
+    last = _bundle(client.get(f"{base}&_count=3&_offset=6", headers=doctor))
+    assert len(_resources(last)) == 2 and _link(last, "next") is None
+
+    beyond = _bundle(client.get(f"{base}&_count=3&_offset=20", headers=doctor))
+    assert beyond["total"] == 8 and "entry" not in beyond
+    counted = _bundle(client.get(f"{base}&_count=0", headers=doctor))
+    assert counted["total"] == 8 and "entry" not in counted
+    nothing = _bundle(client.get(f"{base}&code=http://loinc.org|1742-6", headers=doctor))
+    assert nothing["total"] == 0 and "entry" not in nothing
+
+    # The search's rows and the read's record give the same resource.
+    for searched in _resources(whole):
+        Observation.model_validate(searched)
+        read = client.get(f"/fhir/Observation/{searched['id']}", headers=doctor)
+        assert read.status_code == 200
+        assert read.json() == searched
+    reports = _bundle(
+        client.get(f"/fhir/DiagnosticReport?patient={linked.zhang_clinic}", headers=doctor)
+    )
+    for searched in _resources(reports):
+        read = client.get(f"/fhir/DiagnosticReport/{searched['id']}", headers=doctor)
+        assert read.json() == searched
+
+
+def test_result_search_dates_are_consortium_days(
+    client: TestClient, tokens: Tokens, linked: Fed
+) -> None:
+    """`date=geYYYY-MM-DD` starts at midnight in the consortium's time zone (read together
+    with the access check)."""
+    with client.app.state.sessions() as session:  # type: ignore[attr-defined]
+        tz = ZoneInfo(catalog_service.consortium_timezone(session))
+    doctor = tokens.headers(Role.CLINICIAN, "clinic")
+    base = f"/fhir/Observation?patient={linked.zhang_clinic}"
+    times = sorted(
+        datetime.fromisoformat(r["effectiveDateTime"])
+        for r in _resources(_bundle(client.get(base, headers=doctor)))
+    )
+    day = times[len(times) // 2].astimezone(tz).date()
+    expected = sum(1 for t in times if t.astimezone(tz).date() >= day)
+    since = _bundle(client.get(f"{base}&date=ge{day.isoformat()}", headers=doctor))
+    assert since["total"] == expected
+    assert 0 < expected < len(times)
+    before = _bundle(client.get(f"{base}&date=lt{day.isoformat()}", headers=doctor))
+    assert before["total"] == len(times) - expected

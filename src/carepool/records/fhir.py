@@ -30,10 +30,11 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
+from sqlalchemy import ColumnElement, Row, Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from carepool.catalog import service as catalog_service
@@ -43,6 +44,7 @@ from carepool.core.auth import Principal
 from carepool.core.errors import FieldError, InvalidInput, NotFound, PermissionDenied
 from carepool.core.fhir import FhirContext, SearchParam
 from carepool.identity import service as identity_service
+from carepool.records import service as records_service
 from carepool.records.consent import service as consent_service
 from carepool.records.consent.models import Sharing
 from carepool.records.models import (
@@ -81,6 +83,7 @@ class PersonView:
     person_id: str | None
     visible: list[tuple[str, str]]  # (patient record id, member), in id order
     withheld: int  # records of other members hidden by the person's consent
+    timezone: str  # the consortium's, read with the access (for date parameters)
 
     @property
     def patient_ids(self) -> list[str]:
@@ -90,17 +93,17 @@ class PersonView:
 def access_person(session: Session, caller: Principal, patient_id: str) -> PersonView | None:
     """The records of `patient_id`'s person the caller may see; None if the record does not exist.
 
-    Raises `PermissionDenied` when the caller may see none of them.
+    Raises `PermissionDenied` when the caller may see none of them. One query
+    (`records_service.person_records`).
     """
-    member = identity_service.patient_institution(session, patient_id=patient_id)
-    if member is None:
+    found = records_service.person_records(session, patient_id=patient_id)
+    if found is None:
         return None
-    person_id = identity_service.person_of(session, patient_id=patient_id)
-    records = identity_service.records_of(session, person_id=person_id) if person_id else []
+    member, person_id, records = found.member, found.person_id, found.records
     if (patient_id, member) not in records:
         records = sorted([*records, (patient_id, member)])
     if caller.consortium_wide:
-        return PersonView(person_id, records, 0)
+        return PersonView(person_id, records, 0, found.timezone)
     own = caller.institution_id
     if own is None or all(m != own for _p, m in records):
         raise PermissionDenied(
@@ -108,10 +111,10 @@ def access_person(session: Session, caller: Principal, patient_id: str) -> Perso
             f"{own}; a member sees other members' records only of its own patients",
             institution=member,
         )
-    if consent_service.sharing_of(session, person_id=person_id) is Sharing.DENY:
+    if person_id is not None and found.sharing is Sharing.DENY:
         mine = [r for r in records if r[1] == own]
-        return PersonView(person_id, mine, len(records) - len(mine))
-    return PersonView(person_id, records, 0)
+        return PersonView(person_id, mine, len(records) - len(mine), found.timezone)
+    return PersonView(person_id, records, 0, found.timezone)
 
 
 def _require_visible(
@@ -267,10 +270,31 @@ def _code_filter(values: list[str], loinc_col: Any, system_col: Any, code_col: A
     return or_(*conds)
 
 
+def _count(session: Session, stmt: Select[Any]) -> int:
+    return int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+
+
 def _page(session: Session, stmt: Select[Any], count: int, offset: int) -> tuple[list[Any], int]:
-    total = int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+    total = _count(session, stmt)
     rows = list(session.scalars(stmt.limit(count).offset(offset))) if count > 0 else []
     return rows, total
+
+
+def _page_rows(
+    session: Session, stmt: Select[Any], count: int, offset: int, *, counted: bool
+) -> tuple[list[Row[Any]], int]:
+    """A page of plain rows and the total. `counted`: the total comes with the page
+    (`count(*) OVER ()`, one query; for searches bounded by a person, as the window sorts every
+    match), with a count query only when a page past the start is empty."""
+    if not counted or count == 0:
+        total = _count(session, stmt)
+        rows = list(session.execute(stmt.limit(count).offset(offset))) if count > 0 else []
+        return rows, total
+    page = stmt.add_columns(func.count().over()).limit(count).offset(offset)
+    rows = list(session.execute(page))
+    if rows:
+        return rows, int(rows[0][-1])
+    return [], (_count(session, stmt) if offset > 0 else 0)
 
 
 # -- resources ------------------------------------------------------------------------------------
@@ -375,7 +399,8 @@ def patient_to_fhir(p: Patient, *, person_id: str | None, links: Sequence[str]) 
     return out
 
 
-def observation_to_fhir(o: Observation) -> Json:
+def observation_to_fhir(o: Observation | Row[Any]) -> Json:
+    """An Observation (the model or a row with its columns, `OBSERVATION_COLUMNS`) as FHIR."""
     out: Json = {
         "resourceType": "Observation",
         "id": o.id,
@@ -452,7 +477,7 @@ def observation_to_fhir(o: Observation) -> Json:
     return out
 
 
-def report_to_fhir(r: DiagnosticReport, results: Sequence[str]) -> Json:
+def report_to_fhir(r: DiagnosticReport | Row[Any], results: Sequence[str]) -> Json:
     out: Json = {
         "resourceType": "DiagnosticReport",
         "id": r.id,
@@ -507,7 +532,9 @@ def _results_of(session: Session, report_ids: Sequence[str]) -> dict[str, list[s
     return out
 
 
-def _reports_to_fhir(session: Session, rows: Sequence[DiagnosticReport]) -> list[Json]:
+def _reports_to_fhir(
+    session: Session, rows: Sequence[DiagnosticReport] | Sequence[Row[Any]]
+) -> list[Json]:
     results = _results_of(session, [r.id for r in rows])
     return [report_to_fhir(r, results.get(r.id, [])) for r in rows]
 
@@ -769,9 +796,10 @@ class _ResultProvider:
         ctx: FhirContext,
     ) -> tuple[list[Json], int]:
         model = self.model
-        stmt = select(model)
+        stmt = self._base
         patients = _patient_refs(params)
         subject = None
+        timezone = None
         if patients is not None:
             ids: list[str] = []
             for pid in patients:
@@ -781,6 +809,7 @@ class _ResultProvider:
                 _require_visible(session, view, pid, ctx.caller)
                 ids += [p for p in view.patient_ids if p not in ids]
                 subject = subject or pid
+                timezone = timezone or view.timezone
             stmt = stmt.where(model.patient_id.in_(ids))
         else:
             visible = visible_filter(ctx.caller, model.patient_id, model.institution_id)
@@ -792,7 +821,7 @@ class _ResultProvider:
                 _code_filter(codes, model.loinc_code, model.original_system, model.original_code)
             )
         if params.get("date"):
-            tz = ZoneInfo(catalog_service.consortium_timezone(session))
+            tz = ZoneInfo(timezone or catalog_service.consortium_timezone(session))
             start, end = _date_window(params["date"], tz, "date")
             if start is not None:
                 stmt = stmt.where(model.effective_at >= start)
@@ -800,7 +829,13 @@ class _ResultProvider:
                 stmt = stmt.where(model.effective_at < end)
         for raw in params.get("category", []):
             stmt = stmt.where(model.category.in_(_values({"category": [raw]}, "category")))
-        rows, total = _page(session, stmt.order_by(*_newest_first(model)), count, offset)
+        rows, total = _page_rows(
+            session,
+            stmt.order_by(*_newest_first(model)),
+            count,
+            offset,
+            counted=patients is not None,
+        )
         _audit_read(
             session,
             ctx,
@@ -812,10 +847,57 @@ class _ResultProvider:
         )
         return self._to_fhir(session, rows), total
 
+    def columns(self) -> list[Any]:
+        """The table columns a search reads (plain rows, no ORM objects)."""
+        return list(self.model.__table__.columns)
+
+    @cached_property
+    def _base(self) -> Select[Any]:
+        """`SELECT <columns> FROM <table>`, built once (statements are immutable)."""
+        return select(*self.columns())
+
+
+# What `observation_to_fhir` reads: searches load these columns only.
+OBSERVATION_COLUMNS = (
+    "id",
+    "institution_id",
+    "patient_id",
+    "report_id",
+    "status",
+    "category",
+    "loinc_code",
+    "display",
+    "value",
+    "unit",
+    "ref_low",
+    "ref_high",
+    "original_system",
+    "original_code",
+    "original_text",
+    "value_type",
+    "original_value",
+    "original_unit",
+    "original_number",
+    "original_ref_low",
+    "original_ref_high",
+    "reference_text",
+    "value_code",
+    "value_code_system",
+    "interpretation",
+    "effective_at",
+    "issued_at",
+    "flags",
+    "note",
+)
+
 
 class ObservationProvider(_ResultProvider):
     resource_type = "Observation"
     model = Observation
+
+    def columns(self) -> list[Any]:
+        table = Observation.__table__
+        return [table.c[name] for name in OBSERVATION_COLUMNS]
 
     def _to_fhir(self, session: Session, rows: Sequence[Any]) -> list[Json]:
         return [observation_to_fhir(r) for r in rows]

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy.orm import Session, aliased
 
+from carepool.catalog.models import Consortium
 from carepool.core.errors import NotFound
+from carepool.identity.models import PersonLink
+from carepool.records.consent.models import DEFAULT_SHARING, PersonConsent, Sharing
 from carepool.records.models import (
     RECORD_MODELS,
     Observation,
@@ -24,6 +29,61 @@ def get(session: Session, *, kind: str, id: str) -> Any:
     if obj is None:
         raise NotFound(kind, id)
     return obj
+
+
+@dataclass(frozen=True)
+class PersonRecords:
+    """A patient record's member, its person, the person's records and their consent."""
+
+    member: str
+    person_id: str | None
+    records: list[tuple[str, str]]  # (patient record id, member) of the person, in id order
+    sharing: Sharing
+    timezone: str  # the consortium's, for date parameters
+
+
+@cache
+def _person_records_query() -> Select[Any]:
+    """Built once: a statement with aliases costs more to build than to run."""
+    link = aliased(PersonLink)
+    other = aliased(PersonLink)
+    timezone = select(Consortium.timezone).limit(1).scalar_subquery()
+    return (
+        select(
+            Patient.institution_id,
+            link.person_id,
+            other.patient_id,
+            other.institution_id,
+            PersonConsent.sharing,
+            timezone,
+        )
+        .select_from(Patient)
+        .outerjoin(link, link.patient_id == Patient.id)
+        .outerjoin(other, other.person_id == link.person_id)
+        .outerjoin(PersonConsent, PersonConsent.person_id == link.person_id)
+        .where(Patient.id == bindparam("patient_id"))
+        .order_by(other.patient_id)
+    )
+
+
+def person_records(session: Session, *, patient_id: str) -> PersonRecords | None:
+    """What deciding access to one patient record needs, in one query (None: no such record).
+
+    The same answers as identity's `patient_institution`, `person_of` and `records_of`, consent's
+    `sharing_of` and catalog's `consortium_timezone`, asked one at a time.
+    """
+    rows = session.execute(_person_records_query(), {"patient_id": patient_id}).all()
+    if not rows:
+        return None
+    member, person_id, _p, _m, sharing, tz = rows[0]
+    records = [(r[2], r[3]) for r in rows if r[2] is not None]
+    return PersonRecords(
+        member=member,
+        person_id=person_id,
+        records=records,
+        sharing=sharing if sharing is not None else DEFAULT_SHARING,
+        timezone=tz or "Asia/Shanghai",
+    )
 
 
 def get_patients_by_identifier(session: Session, *, system: str, value: str) -> list[Patient]:

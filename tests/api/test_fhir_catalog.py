@@ -773,6 +773,12 @@ def test_capability_statement_validates_and_lists_exactly_the_registered_types(c
     assert body["implementation"]["url"].endswith("/fhir")
 
 
+def test_the_base_url_follows_the_host_the_caller_used(client) -> None:
+    for host in ("hospital.example:8443", "clinic.example", "hospital.example:8443"):
+        body = client.get("/fhir/metadata", headers={"host": host}).json()
+        assert body["implementation"]["url"] == f"http://{host}/fhir"
+
+
 def test_every_advertised_search_parameter_is_accepted(client, headers) -> None:
     statement = client.get("/fhir/metadata").json()
     samples = {"date": "ge2030-01-01", "token": "x", "string": "x", "reference": "x"}

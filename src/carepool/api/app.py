@@ -74,6 +74,7 @@ def create_app(database_url: str | None = None, *, clock: Clock | None = None) -
     app.state.engine = engine
     app.state.sessions = make_session_factory(engine)
     app.state.clock = clock or SystemClock()
+    app.state.fhir_base_urls = {}  # api.fhir._base_url
     problems.install(app)
 
     @app.get("/health", tags=["platform"])

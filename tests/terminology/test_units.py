@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from carepool.terminology import units
 from carepool.terminology.seed import is_loinc_code, load_seed
 from carepool.terminology.units import (
     UnitError,
@@ -145,3 +146,55 @@ def test_miracum_unit_synonyms_that_are_ucum_read_as_themselves(shared_dir: Path
                 assert convert(1.0, got, target) == pytest.approx(1.0), row
                 read += 1
     assert read >= 10
+
+
+def _questions() -> tuple[object, ...]:
+    with pytest.raises(UnitError) as unreadable:
+        units.conversion("g/L", "mmHg/")
+    with pytest.raises(UnitError) as incompatible:
+        units.conversion("g/L", "m")
+    return (
+        units.conversion("mg/dL", "mmol/L", 180.16),
+        units.conversion("Cel", "[degF]"),
+        units.is_ucum("g/dL"),
+        units.is_ucum("mmHg/"),
+        dimension("g/L"),
+        to_ucum("×10⁹/L"),
+        str(unreadable.value),
+        str(incompatible.value),
+    )
+
+
+def test_a_new_process_answers_from_the_remembered_answers_without_the_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ucum.json"
+    monkeypatch.setenv("CAREPOOL_UCUM_CACHE", str(path))
+    monkeypatch.setattr(units, "_answers_path", units._answers_path)
+    monkeypatch.setattr(units, "_answers", None)
+    units.conversion.cache_clear()
+    units._parse.cache_clear()
+    asked = _questions()
+    assert path.exists()
+    assert asked[0].scale == pytest.approx(1 / 18.016)  # type: ignore[attr-defined]
+    assert asked[2:6] == (True, False, "[mass] / [length] ** 3", "10*9/L")
+    # As a new process: nothing in memory, and the registry must not be built.
+    monkeypatch.setattr(units, "_answers", None)
+    units.conversion.cache_clear()
+    units._parse.cache_clear()
+    monkeypatch.setattr(units, "_ureg", lambda: pytest.fail("the UCUM registry was built"))
+    assert _questions() == asked
+    units.conversion.cache_clear()
+
+
+def test_answers_stay_in_memory_when_the_cache_is_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CAREPOOL_UCUM_CACHE", "off")
+    monkeypatch.setattr(units, "_answers_path", units._answers_path)
+    monkeypatch.setattr(units, "_answers", None)
+    units.conversion.cache_clear()
+    assert units.conversion("g/dL", "g/L").scale == pytest.approx(10.0)
+    assert units._answers_path is None
+    assert any(key.startswith("conversion:") for key in units._answers or {})
+    units.conversion.cache_clear()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import multiprocessing
+import operator
 import pickle
 import queue
 import sys
@@ -91,22 +92,35 @@ class _Pickler(pickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         cls = type(obj)
-        names = _init_fields(cls) if dataclasses.is_dataclass(cls) else None
-        if names is None:
+        try:
+            values = _VALUES[cls]
+        except KeyError:
+            values = _VALUES[cls] = _values_of(cls)
+        if values is None:
             return NotImplemented
-        return cls, tuple([getattr(obj, name) for name in names])
+        return cls, values(obj)
 
 
-_FIELDS: dict[type, tuple[str, ...] | None] = {}
+# Class -> a function giving an object's constructor arguments as a tuple (None: pickle it the
+# default way). Asked for every object that is not a plain list, dict, str or number.
+_VALUES: dict[type, Callable[[Any], tuple[Any, ...]] | None] = {}
 
 
-def _init_fields(cls: type) -> tuple[str, ...] | None:
-    """The fields a dataclass's constructor takes, if it takes them all and does nothing else."""
-    if cls not in _FIELDS:
-        fields = dataclasses.fields(cls)
-        plain = all(f.init for f in fields) and not hasattr(cls, "__post_init__")
-        _FIELDS[cls] = tuple(f.name for f in fields) if plain else None
-    return _FIELDS[cls]
+def _values_of(cls: type) -> Callable[[Any], tuple[Any, ...]] | None:
+    """For a dataclass whose constructor takes all its fields and does nothing else: a C
+    getter of them (`attrgetter` of several names returns a tuple)."""
+    if not dataclasses.is_dataclass(cls):
+        return None
+    fields = dataclasses.fields(cls)
+    if not all(f.init for f in fields) or hasattr(cls, "__post_init__"):
+        return None
+    names = [f.name for f in fields]
+    if len(names) == 1:
+        name = names[0]
+        return lambda obj: (getattr(obj, name),)
+    if not names:
+        return lambda obj: ()
+    return operator.attrgetter(*names)
 
 
 def _dumps(items: list[Any]) -> bytes:

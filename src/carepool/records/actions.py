@@ -10,25 +10,25 @@ one audit row per result would double the store's size and say nothing more than
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import functools
 import hashlib
-import json
 import operator
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import String, Table, any_, bindparam, event, select, update
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from carepool.core.db import UtcDateTime
 from carepool.core.time import utcnow
 from carepool.records.models import (
     ClinicalOrder,
@@ -87,38 +87,27 @@ class StoreContext:
     received_at: datetime | None = None
 
 
-@dataclass(frozen=True)
-class Stored:
+class Stored(NamedTuple):
+    """What `store` did with a record (a tuple: made once per record, it is cheaper)."""
+
     outcome: Outcome
     kind: str
     id: str
     stubs: int = 0
 
 
-@functools.cache
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
+class _Identifier(NamedTuple):
+    """A new patient's identifier, inserted with it (no ORM object for a row not loaded)."""
 
-
-def _plain(value: Any) -> Any:
-    """`schemas._jsonable` without `dataclasses.asdict`'s deep copies: a nested record part as a
-    shallow dict (the encoder comes back for what it holds), which writes the same text."""
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {name: getattr(value, name) for name in _field_names(type(value))}
-    return str(value)
-
-
-# `json.dumps(..., sort_keys=True, default=..., ensure_ascii=False)` builds this every call.
-_CONTENT_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=_plain)
+    institution_id: str
+    system: str
+    value: str
+    type: str
 
 
 def content_hash_of(record: RecordIn) -> str:
-    """`record.content_hash()`, the same text hashed (tested) without `dataclasses.asdict`'s
-    deep copies and a new encoder per call: a good part of a record's cost in ingest."""
-    text = _CONTENT_ENCODER.encode(record.content())
-    return hashlib.sha256(text.encode()).hexdigest()
+    """`record.content_hash()` (the dedup key; kept under this name for the store's callers)."""
+    return record.content_hash()
 
 
 def natural_key(institution_id: str, kind: str, system: str, local_id: str) -> str:
@@ -141,6 +130,7 @@ def _key_of(ctx: StoreContext, record: RecordIn, content_hash: str) -> str:
     return f"{ctx.institution_id}|{kind}|#{content_hash}"
 
 
+@functools.lru_cache(maxsize=65_536)  # a feed names each patient in every message
 def pinyin_of(name: str) -> str:
     """The pinyin of a Chinese name (`张三` -> `zhang san`); other names folded to lower case."""
     if not name:
@@ -199,21 +189,33 @@ def _provenance(
     )
 
 
+def _aware(value: datetime | None) -> datetime | None:
+    """`UtcDateTime` for rows sent with COPY: an aware timestamp goes as it is (with its offset
+    the server stores the same instant); anything else gets the type's own treatment."""
+    if value is not None and value.utcoffset() is None:
+        return UtcDateTime().process_bind_param(value, postgresql.dialect())
+    return value
+
+
 def _insert_rows(
     conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
 ) -> None:
     """Insert `rows` (values of `columns`, in that order) in one go: with COPY on PostgreSQL
     (one stream instead of a statement per row), with one executemany elsewhere. Values go
-    through the columns' types exactly as they would in an INSERT."""
+    through the columns' types as they would in an INSERT (timestamps: see `_aware`)."""
     dialect = conn.dialect
     if dialect.name != "postgresql" or dialect.driver != "psycopg":
         conn.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
         return
-    processors = [
-        (i, p)
-        for i, name in enumerate(columns)
-        if (p := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None
-    ]
+    processors = []
+    for i, name in enumerate(columns):
+        column_type = table.c[name].type
+        if isinstance(column_type, UtcDateTime):
+            # The type's own check, without its conversion to UTC: COPY sends the offset and
+            # the server stores the same instant (this ran for every timestamp of every row).
+            processors.append((i, _aware))
+        elif (p := column_type.dialect_impl(dialect).bind_processor(dialect)) is not None:
+            processors.append((i, p))
     quote = dialect.identifier_preparer.quote
     sql = (
         f"COPY {dialect.identifier_preparer.format_table(table)} "
@@ -252,17 +254,17 @@ def _apply_patient(obj: Patient, rec: PatientIn, ctx: StoreContext) -> None:
         if not ident.value or key in seen:
             continue
         seen.add(key)
-        identifiers.append(
-            PatientIdentifier(
-                institution_id=ctx.institution_id,
-                system=key[0],
-                value=key[1],
-                type=ident.type[:20],
-            )
-        )
+        identifiers.append((key[0], key[1], ident.type[:20]))
+    row: Any = obj
+    if isinstance(row, _Row):  # new: `write` inserts these with the patient
+        row.identifiers = [_Identifier(ctx.institution_id, *i) for i in identifiers]
+        return
     current = {(i.system, i.value, i.type) for i in obj.identifiers}
-    if current != {(i.system, i.value, i.type) for i in identifiers}:
-        obj.identifiers = identifiers
+    if current != set(identifiers):
+        obj.identifiers = [
+            PatientIdentifier(institution_id=ctx.institution_id, system=s, value=v, type=t)
+            for s, v, t in identifiers
+        ]
 
 
 def _apply_encounter(obj: Encounter, rec: EncounterIn, std: Standard | None) -> None:
@@ -390,7 +392,7 @@ class _Row:
 
     id: str
     report_id: str | None
-    identifiers: list[PatientIdentifier]
+    identifiers: list[Any]  # `_Identifier`s
 
     def __init__(self, values: dict[str, Any]) -> None:
         self.__dict__.update(values)

@@ -8,11 +8,16 @@ mass <-> substance conversion with an analyte's molar mass. Every conversion is 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 import threading
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -54,6 +59,65 @@ def _ureg() -> Any:
 
                 _registry = PintUcumRegistry()
     return _registry
+
+
+# -- the registry's answers, remembered on disk --------------------------------------------------
+#
+# Building the registry costs seconds in every new process (each `carepool ingest`, each parse
+# worker), although a feed only ever asks it about a few dozen units. So what it answered (is
+# this UCUM, its dimension, a conversion) is kept in a small JSON file per ucumvert and pint
+# version, and a process that asks only known questions never builds it. `CAREPOOL_UCUM_CACHE`
+# names the file; `off` (or empty) keeps answers in memory only.
+
+_ANSWERS_FORMAT = 1
+_answers: dict[str, Any] | None = None
+_answers_path: Path | None = None
+
+
+def _cache_path() -> Path | None:
+    setting = os.environ.get("CAREPOOL_UCUM_CACHE")
+    if setting is not None:
+        return None if setting.strip().lower() in ("", "off") else Path(setting)
+    try:
+        versions = f"{metadata.version('ucumvert')}-{metadata.version('pint')}"
+        # and this module's own text: a change to how units are parsed or converted here
+        # starts a new file instead of answering from the old one
+        versions += "-" + hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    except (metadata.PackageNotFoundError, OSError):
+        return None
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "carepool" / f"ucum-answers-{_ANSWERS_FORMAT}-{versions}.json"
+
+
+def _known() -> dict[str, Any]:
+    global _answers, _answers_path
+    if _answers is None:
+        with _lock:
+            if _answers is None:
+                _answers_path = _cache_path()
+                loaded: Any = {}
+                if _answers_path is not None:
+                    try:
+                        loaded = json.loads(_answers_path.read_text("utf-8"))
+                    except (OSError, ValueError):
+                        loaded = {}
+                _answers = loaded if isinstance(loaded, dict) else {}
+    return _answers
+
+
+def _remember(key: str, answer: Any) -> None:
+    """Keep an answer (and write the file: new answers are rare, a few per new unit)."""
+    answers = _known()
+    answers[key] = answer
+    if _answers_path is None:
+        return
+    try:
+        _answers_path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = _answers_path.with_name(f"{_answers_path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(answers, ensure_ascii=False, sort_keys=True), "utf-8")
+        os.replace(temporary, _answers_path)
+    except OSError:
+        pass  # a read-only home: answers stay in memory
 
 
 # Local spellings that are not UCUM, keyed by `_key()`; values are UCUM codes.
@@ -168,11 +232,16 @@ def _parse(code: str) -> Any:
 
 
 def is_ucum(code: str) -> bool:
-    try:
-        _parse(code)
-    except UnitError:
-        return False
-    return True
+    key = f"ucum:{code}"
+    answer = _known().get(key)
+    if answer is None:
+        try:
+            _parse(code)
+            answer = True
+        except UnitError:
+            answer = False
+        _remember(key, answer)
+    return bool(answer)
 
 
 def to_ucum(text: str | None, synonyms: dict[str, str] | None = None) -> str | None:
@@ -221,7 +290,17 @@ _SUBSTANCE = "[substance] / [length] ** 3"
 
 
 def _dimension(code: str) -> str:
-    return str(_parse(code).dimensionality)
+    key = f"dimension:{code}"
+    answer = _known().get(key)
+    if answer is None:
+        try:
+            answer = [str(_parse(code).dimensionality)]
+        except UnitError as exc:
+            answer = {"error": str(exc)}
+        _remember(key, answer)
+    if isinstance(answer, dict):
+        raise UnitError(answer["error"])
+    return str(answer[0])
 
 
 @lru_cache(maxsize=4096)
@@ -233,6 +312,21 @@ def conversion(source: str, target: str, molar_mass: float | None = None) -> Con
     """
     if source == target:
         return Conversion(1.0)
+    key = "conversion:" + json.dumps([source, target, molar_mass])
+    answer = _known().get(key)
+    if answer is None:
+        try:
+            found = _conversion(source, target, molar_mass)
+            answer = [found.scale, found.offset]
+        except UnitError as exc:
+            answer = {"error": str(exc)}
+        _remember(key, answer)
+    if isinstance(answer, dict):
+        raise UnitError(answer["error"])
+    return Conversion(float(answer[0]), float(answer[1]))
+
+
+def _conversion(source: str, target: str, molar_mass: float | None) -> Conversion:
     src = _parse(source)
     dst = _parse(target)
     ureg = _ureg()

@@ -72,10 +72,26 @@ _HL7_TS = re.compile(
 )
 
 
+_TS_MEMO: dict[tuple[str, tzinfo], datetime | None] = {}
+
+
 def parse_hl7_ts(text: str | None, tz: tzinfo) -> datetime | None:
     """An HL7 v2 DTM (`YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]`); no zone means the member's."""
     if not text:
         return None
+    # A message repeats its times (OBR-7 and every OBX-14): remember the answers (immutable).
+    key = (text, tz)
+    try:
+        return _TS_MEMO[key]
+    except KeyError:
+        pass
+    if len(_TS_MEMO) >= 50_000:
+        _TS_MEMO.clear()
+    found = _TS_MEMO[key] = _parse_hl7_ts(text, tz)
+    return found
+
+
+def _parse_hl7_ts(text: str, tz: tzinfo) -> datetime | None:
     match = _HL7_TS.match(text.strip())
     if not match:
         return None

@@ -10,13 +10,16 @@ records; any other resource type is stored whole as an `other` record.
 
 from __future__ import annotations
 
+import functools
 import json
+import typing
 from collections.abc import Iterator
 from datetime import date, datetime, tzinfo
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
-from pydantic import ValidationError
+from fhir.resources.R4B.fhirresourcemodel import FHIRResourceModel
+from pydantic import BaseModel, ValidationError
 
 from carepool.ingest.connectors.base import Parsed, ParseOptions, Unit, decode, parse_iso
 from carepool.records.schemas import (
@@ -68,6 +71,94 @@ def _reason(exc: ValidationError) -> str:
     ]
     more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
     return "FHIR R4 validation failed: " + "; ".join(parts) + more
+
+
+# -- R4 validation ---------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1024)
+def _model(rtype: str) -> type[BaseModel] | None:
+    """The R4B model class of a resource type (None: not a resource type)."""
+    try:
+        return typing.cast(type[BaseModel], get_fhir_model_class(rtype))
+    except KeyError:
+        return None
+
+
+@functools.cache
+def _element_fields(model: type[BaseModel]) -> dict[str, tuple[type[BaseModel], bool]]:
+    """A model's fields that hold data types (CodeableConcept, Reference, Quantity...), by
+    their JSON name: the data type's class and whether the field repeats. Fields holding
+    resources (`contained`) are left out: their class depends on the value."""
+    out: dict[str, tuple[type[BaseModel], bool]] = {}
+    for name, info in model.model_fields.items():
+        many, found = False, None
+        pending: list[Any] = [info.annotation]
+        while pending:
+            tp = pending.pop()
+            if typing.get_origin(tp) is list:
+                many = True
+            if hasattr(tp, "get_model_klass"):
+                found = tp.get_model_klass()
+            pending.extend(typing.get_args(tp))
+        if found is not None and not issubclass(found, FHIRResourceModel):
+            out[info.alias or name] = (found, many)
+    return out
+
+
+_VALID: dict[tuple[type[BaseModel], str], BaseModel] = {}  # (class, repr of its JSON) -> model
+_VALID_LIMIT = 20_000
+_VALID_MAX_KEY = 1_000  # longer values (narratives, attachments) are not remembered
+
+
+def _valid_element(klass: type[BaseModel], value: dict[str, Any]) -> Any:
+    """`value` validated as `klass`, the way the resource's own validation validates it
+    (`model_validate` of the data type's class), remembered: a feed sends the same codes,
+    categories and references thousands of times. An invalid value is returned as it is, so
+    that the resource's validation reports it with its full location."""
+    text = repr(value)  # unambiguous for parsed JSON: it tells 1, 1.0, True and "1" apart
+    key = (klass, text)
+    found = _VALID.get(key)
+    if found is not None:
+        return found
+    try:
+        model = klass.model_validate(value)
+    except Exception:
+        return value
+    if len(text) <= _VALID_MAX_KEY:
+        if len(_VALID) >= _VALID_LIMIT:
+            _VALID.clear()
+        _VALID[key] = model
+    return model
+
+
+def _validate(model: type[BaseModel], res: dict[str, Any]) -> None:
+    """Validate a resource with its R4B model (raises what `model.model_validate` raises).
+
+    The data types it holds are validated first, each by its own class as the model would
+    (answers for repeated values remembered), and handed to the model already validated,
+    which it takes as they are; what it checks itself (cardinality, choice types, nulls in
+    lists, its primitives) it still checks on every resource.
+    """
+    fields = _element_fields(model)
+    data: dict[str, Any] | None = None
+    for key, value in res.items():
+        spec = fields.get(key)
+        if spec is None:
+            continue
+        klass, many = spec
+        if many:
+            if type(value) is not list or not value or any(type(v) is not dict for v in value):
+                continue
+            new: Any = [_valid_element(klass, v) for v in value]
+        elif type(value) is dict:
+            new = _valid_element(klass, value)
+        else:
+            continue
+        if data is None:
+            data = dict(res)
+        data[key] = new
+    model.model_validate(data if data is not None else res)
 
 
 def _codings(concept: dict[str, Any] | None) -> list[Coding]:
@@ -491,13 +582,12 @@ class FhirConnector:
         if not isinstance(rtype, str):
             unit.errors.append((position, "not a FHIR resource: resourceType is missing"))
             return unit
-        try:
-            model = get_fhir_model_class(rtype)
-        except KeyError:
+        model = _model(rtype)
+        if model is None:
             unit.errors.append((position, f"{rtype!r} is not a FHIR R4 resource type"))
             return unit
         try:
-            model.model_validate(res)
+            _validate(model, res)
         except ValidationError as exc:
             unit.errors.append((position, _reason(exc)))
             return unit

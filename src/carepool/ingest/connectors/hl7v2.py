@@ -126,14 +126,19 @@ class _Seg:
     nobody reads (insurance, guarantors).
     """
 
+    __slots__ = ("_comps", "_shift", "comp", "esc", "fields", "id", "message", "rep", "sub", "text")
+
     def __init__(self, text: str, message: hl7.Message, enc: tuple[str, str, str, str]) -> None:
         self.text = text
         self.message = message
+        self.esc = message.esc
         field, self.rep, self.comp, self.sub = enc
         self.fields = text.split(field)
         self.id = self.fields[0]
         # MSH-1 is the field separator itself, so MSH-n sits at index n - 1.
         self._shift = -1 if self.id == "MSH" else 0
+        # (field, repetition) -> its components, still escaped (a field is often read twice).
+        self._comps: dict[tuple[int, int], list[str]] = {}
 
     def raw(self, n: int) -> str:
         i = n + self._shift
@@ -145,28 +150,42 @@ class _Seg:
 
     def reps(self, n: int) -> list[str]:
         raw = self.raw(n)
-        return [r for r in raw.split(self.rep)] if raw else []
+        return raw.split(self.rep) if raw else []
+
+    def _components(self, n: int, rep: int) -> list[str] | None:
+        key = (n, rep)
+        found = self._comps.get(key)
+        if found is None:
+            reps = self.reps(n)
+            if len(reps) < rep:
+                return None
+            found = self._comps[key] = reps[rep - 1].split(self.comp)
+        return found
+
+    def _unescape(self, text: str) -> str:
+        # python-hl7 returns text without its escape character unchanged; skip the call then.
+        return self.message.unescape(text).strip() if self.esc in text else text.strip()
 
     def get(self, n: int, comp: int = 1, rep: int = 1, sub: int = 1) -> str:
-        reps = self.reps(n)
-        if len(reps) < rep:
+        comps = self._components(n, rep)
+        if comps is None or len(comps) < comp:
             return ""
-        comps = reps[rep - 1].split(self.comp)
-        if len(comps) < comp:
+        text = comps[comp - 1]
+        if self.sub in text:
+            subs = text.split(self.sub)
+            if len(subs) < sub:
+                return ""
+            text = subs[sub - 1]
+        elif sub > 1:
             return ""
-        subs = comps[comp - 1].split(self.sub)
-        if len(subs) < sub:
-            return ""
-        return self.message.unescape(subs[sub - 1]).strip()
+        return self._unescape(text)
 
     def comps(self, n: int, rep: int = 1) -> list[str]:
-        reps = self.reps(n)
-        if len(reps) < rep:
+        comps = self._components(n, rep)
+        if comps is None:
             return []
-        return [
-            self.message.unescape(c.split(self.sub)[0]).strip()
-            for c in reps[rep - 1].split(self.comp)
-        ]
+        sub, unescape = self.sub, self._unescape
+        return [unescape(c.split(sub, 1)[0] if sub in c else c) for c in comps]
 
     def __str__(self) -> str:
         return self.text

@@ -1,4 +1,5 @@
-"""The framework's ceiling: the same web stack (FastAPI on uvicorn), endpoints doing nothing."""
+"""The framework's ceiling: the same web stack (FastAPI on uvicorn with uvloop and httptools),
+endpoints doing nothing."""
 
 from fastapi import FastAPI
 

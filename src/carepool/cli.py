@@ -42,9 +42,24 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes")] = 1,
 ) -> None:
     """Migrate the database, then serve the API, FHIR and the dashboard."""
+    import importlib.util
     import os
 
     import uvicorn
+
+    # uvloop and httptools (dependencies; no uvloop on Windows) take about a third less CPU per
+    # request than asyncio and h11 (bare FastAPI endpoint: 0.26 against 0.41 ms). uvloop also
+    # sets TCP_NODELAY on every accepted connection with --workers N, where asyncio does not
+    # (the workers' listening socket has proto 0) and every response waits ~40 ms for the
+    # client's delayed ACK.
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    if loop == "asyncio" and workers > 1:
+        typer.echo(
+            "warning: uvloop is not installed; with asyncio and --workers > 1 responses wait "
+            "for delayed ACKs (TCP_NODELAY is not set)",
+            err=True,
+        )
 
     settings = get_settings()
     url = resolve_url(db)
@@ -56,6 +71,8 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         workers=workers,
+        loop=loop,
+        http=http,
         log_level="info",
     )
 

@@ -33,7 +33,7 @@ from carepool.catalog.service import (
 )
 from carepool.core.errors import NotFound
 
-__all__ = ["DEFAULT_POLICY", "Policy", "Pool", "QuotaView", "get", "matches"]
+__all__ = ["DEFAULT_POLICY", "Policy", "Pool", "QuotaView", "get", "last", "matches"]
 
 
 @dataclass(frozen=True)
@@ -252,6 +252,11 @@ class _Cache:
                 self._pools[engine] = pool
             return pool
 
+    def last(self, session: Session) -> Pool | None:
+        """The pool this process last built for the session's database, not checked (no read)."""
+        bind: Any = session.get_bind()
+        return self._pools.get(getattr(bind, "engine", bind))
+
 
 _cache = _Cache()
 
@@ -263,3 +268,11 @@ def get(session: Session) -> Pool:
     changes the version, so a later call sees it, but a pool held from before does not.
     """
     return _cache.get(session)
+
+
+def last(session: Session) -> Pool | None:
+    """The pool this process last built for this database, without reading the version: a guess
+    the caller must check before acting on it (`get` returns the very same object while it is
+    current). The one-statement booking checks it in its statement (`actions`, migration 0012).
+    """
+    return _cache.last(session)

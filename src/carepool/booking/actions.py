@@ -11,6 +11,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
@@ -21,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from carepool.booking import _fast
 from carepool.booking import _pool as booking_pool
 from carepool.booking import service as booking_service
 from carepool.booking._flow import require_status
@@ -42,11 +44,11 @@ from carepool.booking.models import (
 )
 from carepool.catalog import service as catalog_service
 from carepool.catalog.models import InstitutionKind
-from carepool.catalog.service import ServiceView
+from carepool.catalog.service import ResourceView, ServiceView
 from carepool.core import audit, events
 from carepool.core.audit import AuditAction
 from carepool.core.auth import Principal
-from carepool.core.errors import InvalidInput, PermissionDenied
+from carepool.core.errors import CarepoolError, InvalidInput, PermissionDenied
 
 S = AppointmentStatus
 TRANSITIONS: dict[str, tuple[set[AppointmentStatus], AppointmentStatus]] = {
@@ -162,6 +164,53 @@ _PG_CLAIMS = (
 )
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """Where and when a booking needs resource time: the block, the lanes, the candidates."""
+
+    block_start: datetime
+    block_end: datetime
+    lanes: int
+    per_req: tuple[tuple[ResourceView, ...], ...]
+    everyone: list[str]  # every candidate (their lapsed holds are released first)
+    open_: list[str]  # the candidates whose calendars cover the block
+
+
+def _plan(
+    pool: booking_pool.Pool, service: ServiceView, institution_id: str, start: datetime
+) -> _Plan:
+    policy = pool.policy(service.id)
+    t = booking_service.timing(service, policy)
+    block_start, block_end = start - t.before, start + t.duration + t.after
+    per_req = pool.candidates(service, institution_id)
+    everyone = {r.id: r for group in per_req for r in group}
+    open_ = [rid for rid, r in everyone.items() if pool.covers(r, block_start, block_end)]
+    return _Plan(block_start, block_end, 1 + policy.overbook_lanes, per_req, list(everyone), open_)
+
+
+def _not_free(
+    session: Session,
+    service: ServiceView,
+    institution_id: str,
+    start: datetime,
+    plan: _Plan,
+    index: int,
+    available: int,
+    now: datetime,
+) -> SlotTaken:
+    """The error for a requirement of which only `available` units are free."""
+    req = service.requirements[index]
+    what = req.type_code or (req.role.value if req.role else req.kind.value)
+    return SlotTaken(
+        f"{service.id} at {institution_id} from {start.isoformat()} is not free: "
+        f"needs {req.count} × {what}, {available} available for "
+        f"{plan.block_start.isoformat()}–{plan.block_end.isoformat()}",
+        taken=_taken_report(
+            session, [r.id for r in plan.per_req[index]], plan.block_start, plan.block_end, now
+        ),
+    )
+
+
 def allocate(
     session: Session,
     *,
@@ -181,32 +230,29 @@ def allocate(
     candidates are tried in a stable order and inserted together; a resource lane lost to a
     concurrent booking is skipped for the next candidate. Raises `SlotTaken` when some
     requirement cannot be met. Returns the resource ids in requirement order.
+
+    `booking_create_appointment` (migration 0012) makes the same choices on PostgreSQL.
     """
-    policy = pool.policy(service.id)
-    t = booking_service.timing(service, policy)
-    block_start, block_end = start - t.before, start + t.duration + t.after
-    lanes = 1 + policy.overbook_lanes
-    per_req = pool.candidates(service, institution_id)
-    everyone = {r.id: r for group in per_req for r in group}
-    open_ = [rid for rid, r in everyone.items() if pool.covers(r, block_start, block_end)]
+    plan = _plan(pool, service, institution_id, start)
+    block_start, block_end, lanes = plan.block_start, plan.block_end, plan.lanes
     claims = booking_service.claims_around(
         session,
-        open_,
+        plan.open_,
         block_start,
         block_end,
         now=now,
         exclude_owner=exclude_owner,
-        lapsed_of=list(everyone),
+        lapsed_of=plan.everyone,
     )
     if claims.lapsed_owners:
         release_expired_holds(session, now=now, owner_ids=claims.lapsed_owners, pool=pool)
-    opened = set(open_)
+    opened = set(plan.open_)
     refused: set[tuple[str, int]] = set()
     chosen: list[list[str]] = [[] for _ in service.requirements]
     while True:
         taken = {rid for group in chosen for rid in group}
         picks: list[tuple[int, str, int]] = []
-        for i, (req, group) in enumerate(zip(service.requirements, per_req, strict=True)):
+        for i, (req, group) in enumerate(zip(service.requirements, plan.per_req, strict=True)):
             want = req.count - len(chosen[i])
             for resource in group:
                 if want == 0:
@@ -227,14 +273,8 @@ def allocate(
                 taken.add(resource.id)
                 want -= 1
             if want:
-                what = req.type_code or (req.role.value if req.role else req.kind.value)
-                raise SlotTaken(
-                    f"{service.id} at {institution_id} from {start.isoformat()} is not free: "
-                    f"needs {req.count} × {what}, {req.count - want} available for "
-                    f"{block_start.isoformat()}–{block_end.isoformat()}",
-                    taken=_taken_report(
-                        session, [r.id for r in group], block_start, block_end, now
-                    ),
+                raise _not_free(
+                    session, service, institution_id, start, plan, i, req.count - want, now
                 )
         if not picks:
             break
@@ -452,7 +492,63 @@ def do_create_appointment(
                     f"(appointment {existing.id})"
                 )
             return existing, False
-    pool = booking_pool.get(session)
+    args = _Request(
+        actor=actor,
+        now=now,
+        service_id=service_id,
+        institution_id=institution_id,
+        start=start,
+        patient_ref=patient_ref,
+        patient_name=patient_name,
+        hold=hold,
+        idempotency_key=idempotency_key,
+        referral_id=referral_id,
+        note=note,
+        digest=digest,
+    )
+    # On PostgreSQL, go ahead on the pool this process last built, unchecked: the booking
+    # statement checks its version first and writes nothing if it is stale. Whatever is refused
+    # before that statement is refused again only if the pool is current (else: start afresh).
+    guess = booking_pool.last(session) if _fast.usable(session) else None
+    if guess is not None:
+        try:
+            return _create(session, args, guess, checked=False)
+        except _StalePool:
+            pass
+        except CarepoolError:
+            if booking_pool.get(session) is guess:
+                raise
+    return _create(session, args, booking_pool.get(session), checked=True)
+
+
+class _StalePool(Exception):
+    """The unchecked pool turned out older than the database's catalogue (nothing written)."""
+
+
+@dataclass(frozen=True)
+class _Request:
+    actor: Principal
+    now: datetime
+    service_id: str
+    institution_id: str
+    start: datetime
+    patient_ref: str
+    patient_name: str
+    hold: bool
+    idempotency_key: str | None
+    referral_id: str | None
+    note: str
+    digest: str
+
+
+def _create(
+    session: Session, args: _Request, pool: booking_pool.Pool, *, checked: bool
+) -> tuple[Appointment, bool]:
+    """`do_create_appointment` after the idempotency check, on `pool` (`checked`: known current)."""
+    actor, now, start = args.actor, args.now, args.start
+    service_id, institution_id = args.service_id, args.institution_id
+    idempotency_key = args.idempotency_key
+
     service = pool.service(service_id)
     if institution_id not in service.offered_by:
         raise InvalidInput(
@@ -467,13 +563,55 @@ def do_create_appointment(
             f"{start.isoformat()} is too soon"
         )
     appointment_id = "apt-" + uuid.uuid4().hex[:20]
-    expires = now + timedelta(minutes=policy.hold_minutes) if hold else None
+    expires = now + timedelta(minutes=policy.hold_minutes) if args.hold else None
     quota = _quota_for(pool, service_id, institution_id, actor.institution_id, requester_kind)
     quota_id = None
     if quota is not None and start - now > timedelta(hours=quota.release_hours):
+        if not checked and booking_pool.get(session) is not pool:
+            raise _StalePool
         _take_quota(session, pool, quota, service, start, service.duration_min)
         quota_id = quota.id
-    chosen = allocate(
+        checked = True
+    appointment = Appointment(
+        id=appointment_id,
+        service_id=service_id,
+        institution_id=institution_id,
+        requester_institution_id=actor.institution_id,
+        requested_by=actor.username,
+        idempotency_key=idempotency_key,
+        patient_ref=args.patient_ref,
+        patient_name=args.patient_name,
+        referral_id=args.referral_id,
+        status=S.HELD if args.hold else S.BOOKED,
+        start_at=start,
+        end_at=start + timedelta(minutes=service.duration_min),
+        hold_expires_at=expires,
+        resource_ids=[],  # the chosen resources, below
+        quota_id=quota_id,
+        note=args.note,
+        request_digest=args.digest,
+        created_at=now,
+        updated_at=now,
+    )
+    if _fast.usable(session):
+        try:
+            chosen = _book_in_one_statement(
+                session,
+                actor,
+                pool,
+                service,
+                institution_id,
+                start,
+                appointment,
+                now,
+                expires,
+                version=None if checked else pool.version,
+            )
+        except IntegrityError as exc:
+            raise _key_in_use(idempotency_key, exc) from exc
+        if chosen is not None:
+            return appointment, True
+    appointment.resource_ids = allocate(
         session,
         pool=pool,
         service=service,
@@ -484,54 +622,114 @@ def do_create_appointment(
         now=now,
         expires_at=expires,
     )
-    appointment = Appointment(
-        id=appointment_id,
-        service_id=service_id,
-        institution_id=institution_id,
-        requester_institution_id=actor.institution_id,
-        requested_by=actor.username,
-        idempotency_key=idempotency_key,
-        patient_ref=patient_ref,
-        patient_name=patient_name,
-        referral_id=referral_id,
-        status=S.HELD if hold else S.BOOKED,
-        start_at=start,
-        end_at=start + timedelta(minutes=service.duration_min),
-        hold_expires_at=expires,
-        resource_ids=chosen,
-        quota_id=quota_id,
-        note=note,
-        request_digest=digest,
-        created_at=now,
-        updated_at=now,
-    )
     session.add(appointment)
-    audit.record(
-        session,
-        actor=actor,
-        action=AuditAction.CREATE,
-        entity_type="appointment",
-        entity_id=appointment_id,
-        entity_institution=institution_id,
-        after=booking_service.to_dict(appointment),
-    )
-    events.emit(
-        session,
-        type=f"booking.appointment.{appointment.status.value}",
-        entity_type="appointment",
-        entity_id=appointment_id,
-        institution_id=institution_id,
-        payload={"service_id": service_id, "start": start.isoformat(), "resources": chosen},
-    )
+    audit.record(session, **_created_audit(actor, appointment))
+    events.emit(session, **_created_event(appointment))
     try:
         session.flush()  # the appointment, its audit row and its event: three inserts
     except IntegrityError as exc:
-        if idempotency_key:  # the key's lock makes this unreachable on PostgreSQL
-            raise IdempotencyMismatch(
-                f"idempotency key {idempotency_key!r} is being used by a concurrent request; retry"
-            ) from exc
-        raise
+        raise _key_in_use(idempotency_key, exc) from exc
     return appointment, True
+
+
+def _key_in_use(idempotency_key: str | None, exc: IntegrityError) -> Exception:
+    if idempotency_key:  # the key's lock makes this unreachable on PostgreSQL
+        return IdempotencyMismatch(
+            f"idempotency key {idempotency_key!r} is being used by a concurrent request; retry"
+        )
+    return exc
+
+
+def _created_audit(actor: Principal, appointment: Appointment) -> dict[str, Any]:
+    """The audit record of a new appointment (both paths; `after` as the ORM path had it)."""
+    return {
+        "actor": actor,
+        "action": AuditAction.CREATE,
+        "entity_type": "appointment",
+        "entity_id": appointment.id,
+        "entity_institution": appointment.institution_id,
+        "after": booking_service.to_dict(appointment),
+    }
+
+
+def _created_event(appointment: Appointment) -> dict[str, Any]:
+    """The outbox event of a new appointment (both paths)."""
+    return {
+        "type": f"booking.appointment.{appointment.status.value}",
+        "entity_type": "appointment",
+        "entity_id": appointment.id,
+        "institution_id": appointment.institution_id,
+        "payload": {
+            "service_id": appointment.service_id,
+            "start": appointment.start_at.isoformat(),
+            "resources": list(appointment.resource_ids),
+        },
+    }
+
+
+def _book_in_one_statement(
+    session: Session,
+    actor: Principal,
+    pool: booking_pool.Pool,
+    service: ServiceView,
+    institution_id: str,
+    start: datetime,
+    appointment: Appointment,
+    now: datetime,
+    expires: datetime | None,
+    *,
+    version: int | None,
+) -> list[str] | None:
+    """`allocate` plus the appointment, audit and outbox inserts in one statement (PostgreSQL).
+
+    Returns the chosen resources (the appointment is then persistent in `session`), raises
+    `SlotTaken` as `allocate` does, or returns None when a candidate has a lapsed hold: nothing
+    was written and the ORM path (which releases it first) takes over. With `version`, the
+    statement first checks that the pool is current and raises `_StalePool` if not.
+    """
+    plan = _plan(pool, service, institution_id, start)
+    audit_row = audit.row_values(**_created_audit(actor, appointment))
+    event_row = events.row_values(**_created_event(appointment))
+    result = _fast.book(
+        session,
+        {
+            "start": plan.block_start,
+            "end": plan.block_end,
+            "lanes": plan.lanes,
+            "now": now,
+            "version": version,
+            "claim": {
+                "purpose": ClaimPurpose.APPOINTMENT,
+                "owner_id": appointment.id,
+                "expires_at": expires,
+            },
+            "appointment": _fast.columns(appointment),
+            "audit": audit_row,
+            "event": event_row,
+        },
+        counts=[req.count for req in service.requirements],
+        groups=[[r.id for r in group] for group in plan.per_req],
+        everyone=plan.everyone,
+        open_=plan.open_,
+    )
+    if result["status"] == "stale":
+        raise _StalePool
+    if result["status"] == "taken":
+        raise _not_free(
+            session,
+            service,
+            institution_id,
+            start,
+            plan,
+            result["requirement"],
+            result["available"],
+            now,
+        )
+    if result["status"] != "ok":
+        return None
+    appointment.resource_ids = list(result["resource_ids"])
+    _fast.attach(session, appointment)
+    return appointment.resource_ids
 
 
 def _require_manage(actor: Principal, appointment: Appointment) -> None:

@@ -70,21 +70,55 @@ def record(
 ) -> AuditRecord:
     """Add an audit row to the caller's transaction."""
     row = AuditRecord(
-        recorded_at=utcnow(),
-        action=action,
-        outcome=outcome,
-        agent=actor.username,
-        agent_institution=actor.institution_id,
-        entity_type=entity_type,
-        entity_id=entity_id,
-        entity_institution=entity_institution,
-        source=source,
-        detail=detail,
-        before=before,
-        after=after,
+        **row_values(
+            actor=actor,
+            action=action,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            entity_institution=entity_institution,
+            before=before,
+            after=after,
+            outcome=outcome,
+            detail=detail,
+            source=source,
+        )
     )
     session.add(row)
     return row
+
+
+def row_values(
+    *,
+    actor: Principal,
+    action: AuditAction,
+    entity_type: str,
+    entity_id: str | None,
+    entity_institution: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    outcome: AuditOutcome = AuditOutcome.SUCCESS,
+    detail: str = "",
+    source: str = "api",
+) -> dict[str, Any]:
+    """The column values of the audit row `record` adds (every column but `id`).
+
+    `record` is built on it; so is the one-statement booking on PostgreSQL
+    (`booking._fast`, migration 0012), which inserts these values itself.
+    """
+    return {
+        "recorded_at": utcnow(),
+        "action": action,
+        "outcome": outcome,
+        "agent": actor.username,
+        "agent_institution": actor.institution_id,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "entity_institution": entity_institution,
+        "source": source,
+        "detail": detail,
+        "before": before,
+        "after": after,
+    }
 
 
 def record_refusal(

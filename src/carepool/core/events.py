@@ -40,15 +40,39 @@ def emit(
 ) -> OutboxEvent:
     """Queue an event in the caller's transaction; it becomes visible when that commits."""
     row = OutboxEvent(
-        occurred_at=utcnow(),
-        type=type,
-        entity_type=entity_type,
-        entity_id=entity_id,
-        institution_id=institution_id,
-        payload=payload or {},
+        **row_values(
+            type=type,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            institution_id=institution_id,
+            payload=payload,
+        )
     )
     session.add(row)
     return row
+
+
+def row_values(
+    *,
+    type: str,
+    entity_type: str,
+    entity_id: str,
+    institution_id: str | None = None,
+    payload: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The column values of the event `emit` queues (every column but `id`).
+
+    `emit` is built on it; so is the one-statement booking on PostgreSQL
+    (`booking._fast`, migration 0012), which inserts these values itself.
+    """
+    return {
+        "occurred_at": utcnow(),
+        "type": type,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "institution_id": institution_id,
+        "payload": payload or {},
+    }
 
 
 def read_after(session: Session, *, after_id: int = 0, limit: int = 100) -> list[OutboxEvent]:

@@ -1095,7 +1095,8 @@ def report(
             "",
             f"Input: {inputs_text}. End to end is `do_ingest`, the function `carepool ingest` "
             "calls (connectors → terminology → record store with dedup and provenance → dead "
-            "letters, run row and audit), batches of 500 records committed one by one, into a "
+            f"letters, run row and audit), batches of {actions.BATCH_RECORDS:,} records "
+            "committed one by one, into a "
             "fresh migrated database with the demo catalogue; `workers` is the number of "
             f"processes parsing while the main one stores (`carepool ingest` uses {workers}, one "
             "per CPU, for inputs of 1 MB and more; 1 means everything in one process). A unit "

@@ -43,12 +43,19 @@ from carepool.ingest import service as ingest_service
 from carepool.ingest.connectors import ParseOptions, Unit, connector_for, detect_format
 from carepool.ingest.connectors.tabular import load_mapping, parse_mapping
 from carepool.ingest.models import DeadLetter, DeadLetterStatus, IngestRun, RunStatus
-from carepool.records.actions import Outcome, RecordStore, StoreContext, content_hash_of
+from carepool.records.actions import (
+    Outcome,
+    RecordStore,
+    StoreContext,
+    content_hash_of,
+    pinyin_of,
+)
 from carepool.records.schemas import (
     EncounterIn,
     ObservationIn,
     ObservationStandard,
     OrderIn,
+    PatientIn,
     RecordIn,
     ReportIn,
     Standard,
@@ -247,6 +254,8 @@ def _prepare_input(
             flags: list[str] = []
             for parsed in unit.records:
                 std, terms = standardise(terminology, institution_id, parsed.record)
+                if std is None and isinstance(parsed.record, PatientIn):
+                    std = Standard(name_pinyin=pinyin_of(parsed.record.name))
                 unmapped += terms
                 flags += _flags(std)
                 records.append((parsed.record, std, parsed.position, parsed.original))
@@ -579,6 +588,12 @@ def _copy_counts(run: IngestRun, summary: RunSummary) -> None:
     run.flags = dict(summary.flags)
 
 
+# Records per batch (one transaction). A batch costs its look-ups, a COPY per table, the run row
+# and a commit: with 500, HL7 v2 ingest took about a fifth more main-process CPU and a quarter
+# more PostgreSQL CPU per message than with 5,000. A crash loses at most one batch (re-running
+# is safe); the store holds the batch's rows (some 10 MB) until it commits.
+BATCH_RECORDS = 5000
+
 # Below this much input a run stays in one process (forking costs more than it saves).
 PARALLEL_MIN_BYTES = 1_000_000
 
@@ -638,7 +653,7 @@ def do_ingest(
     mapping_doc: dict[str, Any] | None = None,
     channel: str = "cli",
     progress: ProgressFn | None = None,
-    batch_size: int = 500,
+    batch_size: int = BATCH_RECORDS,
     retry_of: int | None = None,
     workers: int = 1,
 ) -> RunSummary:

@@ -13,17 +13,16 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
-import operator
+import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import String, Table, any_, bindparam, event, select, update
+from sqlalchemy import JSON, String, Table, any_, bindparam, event, func, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -198,47 +197,102 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def _insert_rows(
-    conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Any],
+    *,
+    keys: Sequence[str] | None = None,
 ) -> None:
-    """Insert `rows` (values of `columns`, in that order) in one go: with COPY on PostgreSQL
-    (one stream instead of a statement per row), with one executemany elsewhere. Values go
-    through the columns' types as they would in an INSERT (timestamps: see `_aware`)."""
+    """Insert `rows` in one go: with COPY on PostgreSQL (one stream instead of a statement per
+    row), with one executemany elsewhere. A row is a tuple of the values of `columns`, in that
+    order, or with `keys` a dict holding them under those keys. Values go through the columns'
+    types as they would in an INSERT (timestamps: see `_aware`)."""
     dialect = conn.dialect
     if dialect.name != "postgresql" or dialect.driver != "psycopg":
+        if keys is not None:
+            rows = [tuple(row[k] for k in keys) for row in rows]
         conn.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
         return
-    processors = []
+    sql, write_rows = _copy_writer(table, tuple(columns), tuple(keys) if keys else None, dialect)
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    try:
+        with driver.cursor() as cursor, cursor.copy(sql) as copy:
+            write_rows(copy.write_row, rows)
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error) from exc
+
+
+_COPY_WRITERS: dict[tuple[Any, ...], tuple[str, Any]] = {}
+
+
+def _json_list(value: Any) -> Any:
+    """What psycopg sends for a JSON(B) column's value (`json.dumps`), lists of text
+    (flags) remembered: most rows carry the same few."""
+    if value.__class__ is not list or not all(v.__class__ is str for v in value):
+        return json.dumps(value)
+    key = tuple(value)
+    text = _JSON_LISTS.get(key)
+    if text is None:
+        text = json.dumps(value)
+        if len(_JSON_LISTS) >= 10_000:
+            _JSON_LISTS.clear()
+        _JSON_LISTS[key] = text
+    return text
+
+
+_JSON_LISTS: dict[tuple[str, ...], str] = {}
+
+
+def _copy_writer(
+    table: Table, columns: tuple[str, ...], keys: tuple[str, ...] | None, dialect: Any
+) -> tuple[str, Any]:
+    """The COPY statement for `columns` of `table` and a function writing rows to it, each
+    value converted as its column's type would (built once per table and column list: one
+    expression per column instead of a loop over converters for every row)."""
+    cache_key = (table, columns, keys, dialect.name, dialect.driver)
+    found = _COPY_WRITERS.get(cache_key)
+    if found is not None:
+        return found
+    scope: dict[str, Any] = {"A": _aware, "UTC": UTC, "J": _json_list}
+    parts = []
     for i, name in enumerate(columns):
+        value = f"r[{keys[i]!r}]" if keys is not None else f"r[{i}]"
         column_type = table.c[name].type
+        impl = column_type.dialect_impl(dialect)
         if isinstance(column_type, UtcDateTime):
             # The type's own check, without its conversion to UTC: COPY sends the offset and
-            # the server stores the same instant (this ran for every timestamp of every row).
-            processors.append((i, _aware))
-        elif (p := column_type.dialect_impl(dialect).bind_processor(dialect)) is not None:
-            processors.append((i, p))
+            # the server stores the same instant.
+            parts.append(f"(v if (v := {value}) is None or v.tzinfo is UTC else A(v))")
+        elif isinstance(column_type, JSON) and not column_type.none_as_null:
+            parts.append(f"J({value})")  # None included: JSON `null`, as psycopg's Json sends
+        elif (process := impl.bind_processor(dialect)) is not None:
+            scope[f"P{i}"] = process
+            parts.append(f"P{i}({value})")
+        else:
+            parts.append(value)
+    code = (
+        "def write_rows(write_row, rows):\n"
+        "    for r in rows:\n"
+        f"        write_row(({', '.join(parts)},))\n"
+    )
+    exec(code, scope)
     quote = dialect.identifier_preparer.quote
     sql = (
         f"COPY {dialect.identifier_preparer.format_table(table)} "
         f"({', '.join(quote(table.c[name].name) for name in columns)}) FROM STDIN"
     )
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    try:
-        with driver.cursor() as cursor, cursor.copy(sql) as copy:
-            for row in rows:
-                values = list(row)
-                for i, process in processors:
-                    values[i] = process(values[i])
-                copy.write_row(values)
-    except dialect.loaded_dbapi.Error as exc:
-        raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error) from exc
+    found = _COPY_WRITERS[cache_key] = (sql, scope["write_rows"])
+    return found
 
 
-def _apply_patient(obj: Patient, rec: PatientIn, ctx: StoreContext) -> None:
+def _apply_patient(obj: Patient, rec: PatientIn, std: Standard | None, ctx: StoreContext) -> None:
+    pinyin = std.name_pinyin if std is not None else None
     obj.name = rec.name[:200]
     obj.family = rec.family[:100]
     obj.given = rec.given[:100]
-    obj.name_pinyin = pinyin_of(rec.name)[:300]
+    obj.name_pinyin = (pinyin_of(rec.name) if pinyin is None else pinyin)[:300]
     obj.sex = _enum(Sex, rec.sex, Sex.UNKNOWN)
     obj.birth_date = rec.birth_date
     obj.national_id = rec.national_id[:40] if rec.national_id else None
@@ -312,6 +366,14 @@ def apply_observation_standard(obj: Observation, std: ObservationStandard) -> bo
         "flags": list(std.flags),
         "note": std.note[:500],
     }
+    row: Any = obj
+    if isinstance(row, _Row):  # a new record's values: no attribute machinery needed
+        values = row.__dict__
+        changed = any(values[k] != v for k, v in new.items())
+        if changed:
+            values.update(new)
+            values["standardised_at"] = utcnow()
+        return changed
     changed = any(getattr(obj, k) != v for k, v in new.items())
     if changed:
         for k, v in new.items():
@@ -376,6 +438,18 @@ class _Planned:
     content_hash: str
 
 
+# The references to parents each record class has (a failed `getattr` costs an exception).
+_PARENT_REFS: dict[type, tuple[str, ...]] = {
+    PatientIn: (),
+    EncounterIn: ("patient",),
+    ReportIn: ("patient", "encounter"),
+    ObservationIn: ("patient", "encounter", "report"),
+    OrderIn: ("patient", "encounter"),
+    OtherIn: ("patient",),
+}
+# (member, kind, system, local id) -> record id: `ref_id`, remembered across batches.
+_REF_IDS: dict[tuple[str, str, str, str], str] = {}
+_REF_IDS_MAX = 20_000  # about 5 MB; a batch names a few thousand records
 _PARENTS = (("patient", Patient), ("encounter", Encounter), ("report", DiagnosticReport))
 # Parents before children, so foreign keys hold at every insert.
 _INSERT_ORDER = ("patient", "encounter", "report", "observation", "order", "other")
@@ -461,7 +535,6 @@ class RecordStore:
         self._rows: dict[str, list[_Row]] = {}  # kind -> new records not yet written
         self._provenance: list[tuple[Any, ...]] = []
         self._links: list[tuple[str, str]] = []  # (report id, observation id) to link
-        self._ref_ids: dict[tuple[str, Ref], str] = {}
         stores = session.info.get(_STORES)
         if stores is None:
             stores = session.info[_STORES] = []
@@ -475,18 +548,32 @@ class RecordStore:
         if planned is None:
             content_hash = content_hash or content_hash_of(record)
             key = _key_of(self.ctx, record, content_hash)
-            planned = _Planned(record, key, id_for(record.kind, key), content_hash)
+            if record.local_id and record.kind != "other":
+                # Its id is the one references to it get: remembered for them (`_ref_id`).
+                ref_key = (self.ctx.institution_id, record.kind, record.system, record.local_id)
+                rid = _REF_IDS.get(ref_key)
+                if rid is None:
+                    if len(_REF_IDS) >= _REF_IDS_MAX:
+                        _REF_IDS.clear()
+                    rid = _REF_IDS[ref_key] = id_for(record.kind, key)
+            else:
+                rid = id_for(record.kind, key)
+            planned = _Planned(record, key, rid, content_hash)
             self._plans[id(record)] = planned
         return planned
 
     def prefetch(self, records: list[RecordIn]) -> None:
         """Learn which of these records (and the parents they refer to) exist already."""
         wanted: dict[str, set[str]] = {}
-        for record in records:
-            planned = self.plan(record)
+        known = self._plans
+        plans = [known.get(id(record)) or self.plan(record) for record in records]
+        for record, planned in zip(records, plans, strict=True):
             wanted.setdefault(record.kind, set()).add(planned.id)
-            for attr in ("patient", "encounter", "report"):
-                ref = getattr(record, attr, None)
+            attrs = _PARENT_REFS.get(type(record))
+            if attrs is None:
+                attrs = tuple(a for a in ("patient", "encounter", "report") if hasattr(record, a))
+            for attr in attrs:
+                ref = getattr(record, attr)
                 if ref is not None:
                     wanted.setdefault(ref.kind, set()).add(self._ref_id(ref))
         changed: list[str] = []
@@ -502,8 +589,7 @@ class RecordStore:
                 )
                 for rid, content_hash in rows:
                     self.known[rid] = content_hash
-        for record in records:
-            planned = self.plan(record)
+        for planned in plans:
             current = self.known.get(planned.id)
             if current is not None and current != planned.content_hash:
                 changed.append(planned.id)
@@ -517,9 +603,12 @@ class RecordStore:
 
     def _among(self, column: Any, ids: list[str]) -> Any:
         """`column IN ids`; on PostgreSQL `= ANY(array)`: one parameter instead of hundreds, so
-        the server parses and plans the same short statement for every batch."""
+        the server parses and plans the same short statement for every batch. The array goes
+        as one comma-separated text (record ids have no commas): psycopg adapts a list of
+        thousands of strings one by one."""
         if self.session.get_bind().dialect.name == "postgresql":
-            return column == any_(bindparam("ids", ids, type_=ARRAY(String)))
+            joined = ",".join(ids)
+            return column == any_(func.string_to_array(bindparam("ids", joined, String), ","))
         return column.in_(ids)
 
     def _exists(self, kind: str, rid: str) -> bool:
@@ -535,19 +624,24 @@ class RecordStore:
         return False
 
     def _ref_id(self, ref: Ref) -> str:
-        """`ref_id` for this store's member, remembered (a message names its patient often)."""
-        key = (self.ctx.institution_id, ref)
-        rid = self._ref_ids.get(key)
+        """`ref_id` for this store's member, remembered (a message names its patient often;
+        keyed by the reference's text, which hashes in C, unlike a `Ref`)."""
+        key = (self.ctx.institution_id, ref.kind, ref.system, ref.local_id)
+        rid = _REF_IDS.get(key)
         if rid is None:
-            rid = self._ref_ids[key] = ref_id(self.ctx.institution_id, ref)
+            if len(_REF_IDS) >= _REF_IDS_MAX:
+                _REF_IDS.clear()
+            rid = _REF_IDS[key] = ref_id(self.ctx.institution_id, ref)
         return rid
 
     def _stub(self, kind: str, ref: Ref | None, patient_id: str | None = None) -> str | None:
         """The id of a referenced record, made as a placeholder if it has not arrived yet."""
         if ref is None:
             return None
-        rid = self._ref_id(ref)
-        if self._exists(kind, rid):
+        rid = _REF_IDS.get((self.ctx.institution_id, ref.kind, ref.system, ref.local_id))
+        if rid is None:
+            rid = self._ref_id(ref)
+        if rid in self.known or self._exists(kind, rid):
             return rid
         key = natural_key(self.ctx.institution_id, kind, ref.system, ref.local_id)
         common = {
@@ -578,7 +672,7 @@ class RecordStore:
         original: str | None = None,
     ) -> Stored:
         """Insert, update or recognise one record (see the module docstring)."""
-        planned = self.plan(record)
+        planned = self._plans.get(id(record)) or self.plan(record)
         rid, kind, content_hash = planned.id, record.kind, planned.content_hash
         if not self._exists(kind, rid):
             obj: Any = None
@@ -614,7 +708,7 @@ class RecordStore:
         self.known[rid] = content_hash
         self.seen.add((rid, content_hash))
         if isinstance(record, PatientIn):
-            _apply_patient(obj, record, self.ctx)
+            _apply_patient(obj, record, standard, self.ctx)
         elif isinstance(record, EncounterIn):
             obj.patient_id = self._stub("patient", record.patient)
             _apply_encounter(obj, record, standard)
@@ -672,12 +766,12 @@ class RecordStore:
             if not pending:
                 continue
             spec = _table(_MODELS[kind])
-            values = operator.itemgetter(*[name for name, _key in spec.columns])
             _insert_rows(
                 conn,
                 spec.table,
                 [key for _name, key in spec.columns],
-                [values(r.__dict__) for r in pending],
+                [r.__dict__ for r in pending],
+                keys=[name for name, _key in spec.columns],
             )
             if kind == "patient":
                 identifiers = [

@@ -304,3 +304,6 @@ class Standard:
     loinc: str | None = None
     display: str = ""
     flags: list[str] = field(default_factory=list)
+    # A patient's name in pinyin, worked out where the record was parsed (the store's main
+    # process would otherwise spend a tenth of its time on it); None: the store works it out.
+    name_pinyin: str | None = None

@@ -610,6 +610,7 @@ def default_workers() -> int:
 _gc_lock = threading.Lock()
 _gc_runs = 0
 _gc_threshold: tuple[int, int, int] = gc.get_threshold()
+_gc_was_frozen = False
 
 
 @contextmanager
@@ -622,13 +623,14 @@ def _fewer_collections(*, large: bool) -> Iterator[None]:
     run's time went there. So while large runs are going, what exists is frozen (not walked)
     and the first generation is collected less often; the last run to finish restores both.
     """
-    global _gc_runs, _gc_threshold
+    global _gc_runs, _gc_threshold, _gc_was_frozen
     if not large:
         yield
         return
     with _gc_lock:
         if _gc_runs == 0:
             _gc_threshold = gc.get_threshold()
+            _gc_was_frozen = gc.get_freeze_count() > 0
             gc.freeze()
             gc.set_threshold(max(_gc_threshold[0], 50_000), *_gc_threshold[1:])
         _gc_runs += 1
@@ -640,6 +642,11 @@ def _fewer_collections(*, large: bool) -> Iterator[None]:
             if _gc_runs == 0:
                 gc.set_threshold(*_gc_threshold)
                 gc.unfreeze()
+                if _gc_was_frozen:
+                    # a server froze its start-up heap (`api.app.settle_heap`): collect the
+                    # run's garbage once, then freeze what is left again
+                    gc.collect()
+                    gc.freeze()
 
 
 def do_ingest(

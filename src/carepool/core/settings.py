@@ -21,6 +21,14 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     demo_seed: int = 20261128
+    # Connections per process to a database server (`CAREPOOL_DB_POOL_SIZE`, `..._MAX_OVERFLOW`).
+    # Transactions in flight beyond what the database's cores can run only queue inside it
+    # (WAL and lock waits, context switches) and stretch every request's latency; past the pool a
+    # request waits for a connection instead. Measured with 2 API workers on a 2-core machine
+    # (docs/benchmarks.md, booking): 4 per worker gave the most bookings/s at 32 clients and a
+    # short p99; 30 per worker, a p99 of seconds. Raise it with the database's cores.
+    db_pool_size: int = 4
+    db_max_overflow: int = 0
 
 
 @lru_cache(maxsize=1)

@@ -116,6 +116,15 @@ def test_idempotency_key(client: TestClient, pool: Headers) -> None:
     assert different.json()["type"].endswith("idempotency-key-reused")
 
 
+def test_openapi_documents_what_a_booking_answers(client: TestClient) -> None:
+    post = client.get("/openapi.json").json()["paths"]["/api/v1/appointments"]["post"]
+    answers = post["responses"]
+    assert {"200", "201", "409", "422"} <= set(answers)
+    for code in ("200", "201"):
+        assert answers[code]["content"]["application/json"]["schema"]["type"] == "object"
+    assert "Idempotency-Key" in answers["200"]["description"]
+
+
 def test_hold_then_book_and_expired_hold(
     client: TestClient, pool: Headers, clock: FakeClock
 ) -> None:

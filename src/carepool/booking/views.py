@@ -107,7 +107,22 @@ def _audit_read(session: Any, caller: Any, appointment: Any) -> None:
     )
 
 
-@router.post("/appointments", status_code=201, summary="Hold or book a service")
+_APPOINTMENT_JSON = {"application/json": {"schema": {"type": "object"}}}
+
+
+@router.post(
+    "/appointments",
+    status_code=201,
+    summary="Hold or book a service",
+    responses={
+        201: {"description": "Held or booked; `Location` names it", "content": _APPOINTMENT_JSON},
+        200: {
+            "description": "The appointment this Idempotency-Key already created",
+            "content": _APPOINTMENT_JSON,
+        },
+        409: {"description": "The slot was taken meanwhile (what was taken is in the problem)"},
+    },
+)
 async def create_appointment(
     request: Request,
     body: AppointmentCreate,

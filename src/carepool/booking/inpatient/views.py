@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from carepool.api.deps import Caller, DbSession
 from carepool.booking._http import aware, now_of
+from carepool.booking._views import IdempotencyKey, audit_list, audit_read, mark_created, page
 from carepool.booking.inpatient import actions
 from carepool.booking.inpatient import service as inpatient_service
 from carepool.booking.inpatient.models import AdmissionStatus
@@ -32,7 +33,7 @@ def create_admission(
     body: AdmissionCreate,
     session: DbSession,
     caller: Caller,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=128),
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     admission, created = actions.do_create_admission(
         session,
@@ -53,9 +54,7 @@ def create_admission(
         note=body.note,
         idempotency_key=idempotency_key,
     )
-    if not created:
-        response.status_code = 200
-    response.headers["Location"] = f"/api/v1/admissions/{admission.id}"
+    mark_created(response, created=created, location=f"/api/v1/admissions/{admission.id}")
     return inpatient_service.to_dict(admission)
 
 
@@ -80,30 +79,25 @@ def list_admissions(
         limit=limit,
         offset=offset,
     )
-    audit.record(
+    audit_list(
         session,
-        actor=caller,
-        action=AuditAction.READ,
+        caller,
         entity_type="admission",
-        entity_id=None,
         entity_institution=caller.institution_id,
-        detail=f"list: {len(rows)} of {total}" + (f", patient {patient}" if patient else ""),
+        shown=len(rows),
+        total=total,
+        qualifiers=[f"patient {patient}"] if patient else [],
     )
-    return {
-        "items": [inpatient_service.to_dict(a) for a in rows],
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-    }
+    items = [inpatient_service.to_dict(a) for a in rows]
+    return page(items, total=total, limit=limit, offset=offset)
 
 
 @router.get("/admissions/{id}", summary="One admission")
 def get_admission(id: str, session: DbSession, caller: Caller) -> dict[str, Any]:
     admission = inpatient_service.access_admission_by_id(session, caller, id)
-    audit.record(
+    audit_read(
         session,
-        actor=caller,
-        action=AuditAction.READ,
+        caller,
         entity_type="admission",
         entity_id=admission.id,
         entity_institution=admission.institution_id,

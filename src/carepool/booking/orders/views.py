@@ -5,18 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from carepool.api.deps import Caller, DbSession
 from carepool.booking._http import now_of, start_of
+from carepool.booking._views import IdempotencyKey, audit_list, audit_read, mark_created, page
 from carepool.booking.orders import actions, service
 from carepool.booking.orders.models import Order, OrderStatus
 from carepool.booking.orders.service import Side
 from carepool.booking.referrals.models import Priority
-from carepool.core import audit
-from carepool.core.audit import AuditAction
 
 router = APIRouter(tags=["orders"])
 
@@ -71,7 +70,7 @@ def place_order(
     body: OrderCreate,
     session: DbSession,
     caller: Caller,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=128),
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     order, created = actions.do_place_order(
         session,
@@ -80,9 +79,7 @@ def place_order(
         idempotency_key=idempotency_key,
         **body.model_dump(),
     )
-    if not created:
-        response.status_code = 200
-    response.headers["Location"] = f"/api/v1/orders/{order.id}"
+    mark_created(response, created=created, location=f"/api/v1/orders/{order.id}")
     return _shape(session, order)
 
 
@@ -112,33 +109,26 @@ def list_orders(
         limit=limit,
         offset=offset,
     )
-    audit.record(
+    audit_list(
         session,
-        actor=caller,
-        action=AuditAction.READ,
+        caller,
         entity_type="order",
-        entity_id=None,
         entity_institution=institution or caller.institution_id,
-        detail=f"list: {len(rows)} of {total}"
-        + (f", {mine.value}" if mine else "")
-        + (f", patient {patient}" if patient else ""),
+        shown=len(rows),
+        total=total,
+        qualifiers=([mine.value] if mine else []) + ([f"patient {patient}"] if patient else []),
     )
-    return {
-        "items": [_shape(session, o) for o in rows],
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-    }
+    items = [_shape(session, o) for o in rows]
+    return page(items, total=total, limit=limit, offset=offset)
 
 
 @router.get("/orders/{id}", summary="One order, with its steps")
 def get_order(id: str, request: Request, session: DbSession, caller: Caller) -> dict[str, Any]:
     order = service.access_order_by_id(session, caller, id)
     actions.do_sync_order_from_appointment(session, now=now_of(request), order=order)
-    audit.record(
+    audit_read(
         session,
-        actor=caller,
-        action=AuditAction.READ,
+        caller,
         entity_type="order",
         entity_id=order.id,
         entity_institution=order.ordering_institution_id,
@@ -159,7 +149,7 @@ def schedule(
     session: DbSession,
     caller: Caller,
     body: Schedule | None = None,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=128),
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     body = body or Schedule()
     start = None

@@ -5,19 +5,18 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from carepool.api.deps import Caller, DbSession
 from carepool.booking import service as booking_service
 from carepool.booking._http import aware, now_of, start_of
+from carepool.booking._views import IdempotencyKey, audit_list, audit_read, mark_created, page
 from carepool.booking.orders import views as order_views
 from carepool.booking.referrals import actions, service
 from carepool.booking.referrals.models import Priority, Referral, ReferralStatus
 from carepool.booking.referrals.service import Side
-from carepool.core import audit
-from carepool.core.audit import AuditAction
 from carepool.core.auth import Principal
 from carepool.core.errors import FieldError, InvalidInput
 
@@ -25,10 +24,9 @@ router = APIRouter(tags=["referrals"])
 
 
 def _read(session: Session, caller: Principal, referral: Referral) -> dict[str, Any]:
-    audit.record(
+    audit_read(
         session,
-        actor=caller,
-        action=AuditAction.READ,
+        caller,
         entity_type="referral",
         entity_id=referral.id,
         entity_institution=referral.from_institution_id,
@@ -89,7 +87,7 @@ def create_referral(
     body: ReferralCreate,
     session: DbSession,
     caller: Caller,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=128),
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     referral, created = actions.do_create_referral(
         session,
@@ -98,9 +96,7 @@ def create_referral(
         idempotency_key=idempotency_key,
         **body.model_dump(),
     )
-    if not created:
-        response.status_code = 200
-    response.headers["Location"] = f"/api/v1/referrals/{referral.id}"
+    mark_created(response, created=created, location=f"/api/v1/referrals/{referral.id}")
     return _shape(session, referral)
 
 
@@ -128,23 +124,17 @@ def list_referrals(
         limit=limit,
         offset=offset,
     )
-    audit.record(
+    audit_list(
         session,
-        actor=caller,
-        action=AuditAction.READ,
+        caller,
         entity_type="referral",
-        entity_id=None,
         entity_institution=institution or caller.institution_id,
-        detail=f"list: {len(rows)} of {total}"
-        + (f", {mine.value}" if mine else "")
-        + (f", patient {patient}" if patient else ""),
+        shown=len(rows),
+        total=total,
+        qualifiers=([mine.value] if mine else []) + ([f"patient {patient}"] if patient else []),
     )
-    return {
-        "items": [_shape(session, r) for r in rows],
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-    }
+    items = [_shape(session, r) for r in rows]
+    return page(items, total=total, limit=limit, offset=offset)
 
 
 @router.get("/referrals/{id}", summary="One referral, with its steps")
@@ -237,7 +227,7 @@ def book(
     request: Request,
     session: DbSession,
     caller: Caller,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=128),
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     referral = service.access_referral_by_id(session, caller, id)
     start = start_of(

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from carepool.api.deps import Caller, DbSession
 from carepool.booking._http import aware, now_of
+from carepool.booking._views import IdempotencyKey, audit_list, audit_read, mark_created, page
 from carepool.booking.surgery import actions
 from carepool.booking.surgery import service as surgery_service
 from carepool.booking.surgery.models import SurgeryStatus
@@ -26,7 +27,7 @@ def create_case(
     body: SurgeryCaseCreate,
     session: DbSession,
     caller: Caller,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key", max_length=128),
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     case, created = actions.do_create_surgery_case(
         session,
@@ -43,9 +44,7 @@ def create_case(
         note=body.note,
         idempotency_key=idempotency_key,
     )
-    if not created:
-        response.status_code = 200
-    response.headers["Location"] = f"/api/v1/surgery-cases/{case.id}"
+    mark_created(response, created=created, location=f"/api/v1/surgery-cases/{case.id}")
     return surgery_service.to_dict(case)
 
 
@@ -70,30 +69,25 @@ def list_cases(
         limit=limit,
         offset=offset,
     )
-    audit.record(
+    audit_list(
         session,
-        actor=caller,
-        action=AuditAction.READ,
+        caller,
         entity_type="surgery_case",
-        entity_id=None,
         entity_institution=caller.institution_id,
-        detail=f"list: {len(rows)} of {total}" + (f", patient {patient}" if patient else ""),
+        shown=len(rows),
+        total=total,
+        qualifiers=[f"patient {patient}"] if patient else [],
     )
-    return {
-        "items": [surgery_service.to_dict(c) for c in rows],
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-    }
+    items = [surgery_service.to_dict(c) for c in rows]
+    return page(items, total=total, limit=limit, offset=offset)
 
 
 @router.get("/surgery-cases/{id}", summary="One surgery case")
 def get_case(id: str, session: DbSession, caller: Caller) -> dict[str, Any]:
     case = surgery_service.access_surgery_case_by_id(session, caller, id)
-    audit.record(
+    audit_read(
         session,
-        actor=caller,
-        action=AuditAction.READ,
+        caller,
         entity_type="surgery_case",
         entity_id=case.id,
         entity_institution=case.institution_id,

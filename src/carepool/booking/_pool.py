@@ -13,9 +13,10 @@ from __future__ import annotations
 import bisect
 import threading
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select
@@ -24,10 +25,9 @@ from sqlalchemy.orm import Session
 from carepool.booking.models import BookingPolicy, CacheVersion, Quota
 from carepool.catalog import calendar
 from carepool.catalog import service as catalog_service
-from carepool.catalog.models import InstitutionKind, ResourceStatus
+from carepool.catalog.models import InstitutionKind, ResourceKind, ResourceStatus, StaffRole
 from carepool.catalog.service import (
     CatalogSnapshot,
-    RequirementView,
     ResourceView,
     ServiceView,
 )
@@ -60,7 +60,39 @@ class QuotaView:
     release_hours: int
 
 
-def matches(resource: ResourceView, req: RequirementView) -> bool:
+class Fills(Protocol):
+    """What `matches` reads of a resource: a `ResourceView` or a catalogue `Resource` row."""
+
+    @property
+    def kind(self) -> ResourceKind: ...
+    @property
+    def status(self) -> ResourceStatus: ...
+    @property
+    def type_code(self) -> str: ...
+    @property
+    def role(self) -> StaffRole | None: ...
+    @property
+    def skill_level(self) -> int | None: ...
+    @property
+    def specialties(self) -> Sequence[str] | None: ...
+
+
+class Needs(Protocol):
+    """What `matches` reads of a requirement: a `RequirementView` or a `ServiceRequirement`."""
+
+    @property
+    def kind(self) -> ResourceKind: ...
+    @property
+    def type_code(self) -> str | None: ...
+    @property
+    def role(self) -> StaffRole | None: ...
+    @property
+    def min_skill(self) -> int | None: ...
+    @property
+    def specialty(self) -> str | None: ...
+
+
+def matches(resource: Fills, req: Needs) -> bool:
     """Whether a resource can fill a requirement (kind, type, role, skill, specialty)."""
     if resource.kind != req.kind or resource.status is not ResourceStatus.IN_SERVICE:
         return False
@@ -70,7 +102,7 @@ def matches(resource: ResourceView, req: RequirementView) -> bool:
         return False
     if req.min_skill is not None and (resource.skill_level or 0) < req.min_skill:
         return False
-    return not (req.specialty and req.specialty not in resource.specialties)
+    return not (req.specialty and req.specialty not in (resource.specialties or ()))
 
 
 # Availability is computed per resource in week-long blocks and kept: a 7-day search touches

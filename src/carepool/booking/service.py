@@ -42,7 +42,6 @@ from carepool.catalog.models import (
     Resource,
     ResourceStatus,
     Service,
-    ServiceRequirement,
 )
 from carepool.core.auth import Principal
 from carepool.core.errors import InvalidInput, NotFound, PermissionDenied
@@ -94,17 +93,8 @@ def timing(service: _Timed, policy: _Stepped) -> ServiceTiming:
     )
 
 
-def matches(resource: Resource, req: ServiceRequirement) -> bool:
-    """Whether a resource can fill a service requirement (kind, type, role, skill, specialty)."""
-    if resource.kind != req.kind or resource.status is not ResourceStatus.IN_SERVICE:
-        return False
-    if req.type_code and resource.type_code != req.type_code:
-        return False
-    if req.role and resource.role != req.role:
-        return False
-    if req.min_skill is not None and (resource.skill_level or 0) < req.min_skill:
-        return False
-    return not (req.specialty and req.specialty not in (resource.specialties or []))
+# Whether a resource can fill a service requirement: one rule for catalogue rows and cached views.
+matches = booking_pool.matches
 
 
 def candidates_by_member(

@@ -34,10 +34,11 @@ def audit_read(
     caller: Principal,
     *,
     entity_type: str,
-    entity_id: str,
+    entity_id: str | None,
     entity_institution: str | None,
+    detail: str = "",
 ) -> None:
-    """One READ audit row for one entity shown to the caller."""
+    """One READ audit row for what was shown to the caller (one entity, or a page of them)."""
     audit.record(
         session,
         actor=caller,
@@ -45,6 +46,7 @@ def audit_read(
         entity_type=entity_type,
         entity_id=entity_id,
         entity_institution=entity_institution,
+        detail=detail,
     )
 
 
@@ -59,10 +61,9 @@ def audit_list(
     qualifiers: Sequence[str] = (),
 ) -> None:
     """One READ audit row for a listed page: `list: <shown> of <total>[, <qualifier>...]`."""
-    audit.record(
+    audit_read(
         session,
-        actor=caller,
-        action=AuditAction.READ,
+        caller,
         entity_type=entity_type,
         entity_id=None,
         entity_institution=entity_institution,

@@ -450,6 +450,16 @@ _PARENT_REFS: dict[type, tuple[str, ...]] = {
 # (member, kind, system, local id) -> record id: `ref_id`, remembered across batches.
 _REF_IDS: dict[tuple[str, str, str, str], str] = {}
 _REF_IDS_MAX = 20_000  # about 5 MB; a batch names a few thousand records
+
+
+def _remember_ref(key: tuple[str, str, str, str], rid: str) -> str:
+    """Keep `rid` as the id of the record `key` names (the memo starts again when full)."""
+    if len(_REF_IDS) >= _REF_IDS_MAX:
+        _REF_IDS.clear()
+    _REF_IDS[key] = rid
+    return rid
+
+
 _PARENTS = (("patient", Patient), ("encounter", Encounter), ("report", DiagnosticReport))
 # Parents before children, so foreign keys hold at every insert.
 _INSERT_ORDER = ("patient", "encounter", "report", "observation", "order", "other")
@@ -551,11 +561,7 @@ class RecordStore:
             if record.local_id and record.kind != "other":
                 # Its id is the one references to it get: remembered for them (`_ref_id`).
                 ref_key = (self.ctx.institution_id, record.kind, record.system, record.local_id)
-                rid = _REF_IDS.get(ref_key)
-                if rid is None:
-                    if len(_REF_IDS) >= _REF_IDS_MAX:
-                        _REF_IDS.clear()
-                    rid = _REF_IDS[ref_key] = id_for(record.kind, key)
+                rid = _REF_IDS.get(ref_key) or _remember_ref(ref_key, id_for(record.kind, key))
             else:
                 rid = id_for(record.kind, key)
             planned = _Planned(record, key, rid, content_hash)
@@ -627,20 +633,13 @@ class RecordStore:
         """`ref_id` for this store's member, remembered (a message names its patient often;
         keyed by the reference's text, which hashes in C, unlike a `Ref`)."""
         key = (self.ctx.institution_id, ref.kind, ref.system, ref.local_id)
-        rid = _REF_IDS.get(key)
-        if rid is None:
-            if len(_REF_IDS) >= _REF_IDS_MAX:
-                _REF_IDS.clear()
-            rid = _REF_IDS[key] = ref_id(self.ctx.institution_id, ref)
-        return rid
+        return _REF_IDS.get(key) or _remember_ref(key, ref_id(self.ctx.institution_id, ref))
 
     def _stub(self, kind: str, ref: Ref | None, patient_id: str | None = None) -> str | None:
         """The id of a referenced record, made as a placeholder if it has not arrived yet."""
         if ref is None:
             return None
-        rid = _REF_IDS.get((self.ctx.institution_id, ref.kind, ref.system, ref.local_id))
-        if rid is None:
-            rid = self._ref_id(ref)
+        rid = self._ref_id(ref)
         if rid in self.known or self._exists(kind, rid):
             return rid
         key = natural_key(self.ctx.institution_id, kind, ref.system, ref.local_id)

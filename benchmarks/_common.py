@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import re
 import socket
 import subprocess
@@ -11,14 +12,27 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import psycopg
+from sqlalchemy.orm import Session
+
+from carepool.core import auth
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "benchmarks.md"
 PG_ADMIN = os.environ.get("CAREPOOL_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+# The head of a bulk `INSERT INTO observation ... SELECT`: every column, in the order the SELECT
+# gives them.
+OBSERVATION_INSERT = """INSERT INTO observation (id, natural_key, institution_id, id_system,
+    local_id, patient_id, encounter_id, report_id, status, category, loinc_code, display, value,
+    unit, ref_low, ref_high, original_system, original_code, original_text, codings, value_type,
+    original_value, original_unit, original_number, original_ref_low, original_ref_high,
+    reference_text, value_code, value_code_system, interpretation, effective_at, issued_at,
+    flags, note, content_hash, standardised_at, created_at, updated_at)"""
 
 
 @contextmanager
@@ -101,3 +115,30 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[k]
+
+
+def machine() -> str:
+    """The CPU model (from /proc/cpuinfo where there is one), logical CPUs and Python version."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}"
+
+
+def bench_token(
+    s: Session, username: str, display_name: str, role: auth.Role, institution_id: str | None
+) -> str:
+    """Add a user to the open session and return a bearer token for it, valid for six hours."""
+    auth.create_user(
+        s,
+        username=username,
+        display_name=display_name,
+        role=role,
+        institution_id=institution_id,
+    )
+    return auth.issue_token(s, username=username, ttl=timedelta(hours=6))

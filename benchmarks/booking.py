@@ -47,7 +47,7 @@ from urllib.parse import urlencode
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import scratch_pg, server, write_section
+from _common import bench_token, scratch_pg, server, write_section
 from carepool.booking import _pool as booking_pool
 from carepool.booking import service as booking_service
 from carepool.catalog import actions as catalog_actions
@@ -98,52 +98,51 @@ function share(path, n)
 end
 """
 
-LUA_BOOK = (
-    _LUA_COMMON
-    + r"""
-function init(args)
-  ok, refused, other = 0, 0, 0
-  bodies = share(args[1], tonumber(args[3]))
-  headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. args[2]}
+
+def _wrk_script(init: str, request: str) -> str:
+    """A wrk script: the common part, then `init(args)` (the counters zeroed first) and
+    `request()` with the given bodies (Lua, two-space indented, one statement a line)."""
+    return (
+        _LUA_COMMON
+        + "\nfunction init(args)\n  ok, refused, other = 0, 0, 0\n"
+        + init
+        + "end\nfunction request()\n"
+        + request
+        + "end\n"
+    )
+
+
+_AUTH_HEADERS = '{["Authorization"] = "Bearer " .. args[2]}'
+_JSON_HEADERS = '{["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. args[2]}'
+
+LUA_BOOK = _wrk_script(
+    f"""  bodies = share(args[1], tonumber(args[3]))
+  headers = {_JSON_HEADERS}
   idx = 0
-end
-function request()
-  idx = idx + 1
+""",
+    """  idx = idx + 1
   local body = bodies[idx]
   if body == nil then return wrk.format("GET", "/health") end  -- counted as "other"
   return wrk.format("POST", "/api/v1/appointments", headers, body)
-end
-"""
+""",
 )
 
-LUA_SEARCH = (
-    _LUA_COMMON
-    + r"""
-function init(args)
-  ok, refused, other = 0, 0, 0
-  paths = share(args[1], tonumber(args[3]))
-  headers = {["Authorization"] = "Bearer " .. args[2]}
+LUA_SEARCH = _wrk_script(
+    f"""  paths = share(args[1], tonumber(args[3]))
+  headers = {_AUTH_HEADERS}
   idx = 0
-end
-function request()
-  idx = idx % #paths + 1
+""",
+    """  idx = idx % #paths + 1
   return wrk.format("GET", paths[idx], headers)
-end
-"""
+""",
 )
 
-LUA_BARE = (
-    _LUA_COMMON
-    + r"""
-function init(args)
-  ok, refused, other = 0, 0, 0
-  headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. args[2]}
-  body = '{"x": 1}'
-end
-function request()
-  return wrk.format("POST", "/bare", headers, body)
-end
-"""
+LUA_BARE = _wrk_script(
+    f"""  headers = {_JSON_HEADERS}
+  body = '{{"x": 1}}'
+""",
+    """  return wrk.format("POST", "/bare", headers, body)
+""",
 )
 
 
@@ -372,14 +371,7 @@ def build(url: str, seed: int, start: date) -> tuple[str, list[str]]:
     doc = generate(seed, start)
     with factory() as s, s.begin():
         catalog_actions.do_import_catalog(s, actor=Principal.system_actor("bench"), raw=doc)
-        auth.create_user(
-            s,
-            username="bench",
-            display_name="bench",
-            role=auth.Role.CONSORTIUM_ADMIN,
-            institution_id=None,
-        )
-        token = auth.issue_token(s, username="bench", ttl=timedelta(hours=6))
+        token = bench_token(s, "bench", "bench", auth.Role.CONSORTIUM_ADMIN, None)
     engine.dispose()
     services = [
         sv["id"] for sv in doc["services"] if sv["category"] in BOOKABLE and sv["offered_by"]
@@ -683,18 +675,22 @@ def main(argv: list[str] | None = None) -> int:
     load_before = uptime()
     console.print(load_before)
 
+    def brief(lines: list[str]) -> list[str]:
+        """A short section: the command and `uptime` before and now, then `lines`."""
+        head = f"Command: `{command}`; `uptime` before: `{load_before}`, after: `{uptime()}`."
+        return [head, "", *lines]
+
+    def publish(section: str, md: list[str]) -> None:
+        """Print a section and, unless `--no-write`, put it into docs/benchmarks.md."""
+        print("\n".join(md))
+        if not args.no_write:
+            write_section(section, "\n".join(md))
+
     if args.profile:
         with demo_database(args.seed) as (url, token, services):
             result = profile(url, token, services, args.profile_requests)
         console.print_json(data=result)
-        md = [
-            f"Command: `{command}`; `uptime` before: `{load_before}`, after: `{uptime()}`.",
-            "",
-            *_profile_md(result),
-        ]
-        print("\n".join(md))
-        if not args.no_write:
-            write_section("booking-profile", "\n".join(md))
+        publish("booking-profile", brief(_profile_md(result)))
         return 0
 
     window_start = datetime.now(UTC) + timedelta(hours=1)
@@ -752,16 +748,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"{workers} workers: {book.ok_per_s:.0f} bookings/s "
                     f"({book.refused} refused), bare {bare.req_per_s:.0f} req/s"
                 )
-            md = [
-                f"Command: `{command}`; `uptime` before: `{load_before}`, after: `{uptime()}`.",
-                "",
+            table = [
                 f"| uvicorn workers | confirmed bookings/s at {top} | bare req/s at {top} |",
                 "|---:|---:|---:|",
                 *(f"| {w} | {b.ok_per_s:.0f} | {x.req_per_s:.0f} |" for w, b, x in rows),
             ]
-            print("\n".join(md))
-            if not args.no_write:
-                write_section("booking-workers", "\n".join(md))
+            publish("booking-workers", brief(table))
             return 0
 
         with serving("carepool.api.asgi:app", env, args.workers) as (base, root):
@@ -875,9 +867,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r.ms_per_request('wrk'):.2f} | {r.ms_per_request('other'):.2f} "
             f"| {r.ms_per_request('idle'):.2f} |"
         )
-    print("\n".join(md))
-    if not args.no_write:
-        write_section("booking-run", "\n".join(md))
+    publish("booking-run", md)
     return 0
 
 

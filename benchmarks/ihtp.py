@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -28,6 +26,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine
 from carepool.planning.ihtp import load_instance, load_solution, validate
 from carepool.planning.ihtp.solver import ProgressPoint, solve
 
@@ -106,18 +106,6 @@ def summary_lines(rows: list[Row]) -> list[str]:
         if label == "i01–i20" and len(subset) == len(rows):
             break
     return lines
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}"
 
 
 def markdown(rows: list[Row], command: str, args: argparse.Namespace) -> str:

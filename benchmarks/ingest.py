@@ -37,7 +37,6 @@ import cProfile
 import gc
 import json
 import os
-import platform
 import pstats
 import random
 import sys
@@ -59,7 +58,16 @@ from rich.table import Table
 from sqlalchemy import event, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PG_ADMIN, percentile, scratch_pg, server, write_section
+from _common import (
+    OBSERVATION_INSERT,
+    PG_ADMIN,
+    bench_token,
+    machine,
+    percentile,
+    scratch_pg,
+    server,
+    write_section,
+)
 from carepool.catalog import actions as catalog_actions
 from carepool.core import auth, migrate
 from carepool.core.auth import Principal
@@ -540,13 +548,7 @@ def fill_search(url: str, n_obs: int, members: list[str]) -> dict[str, int]:
         """INSERT INTO identity_link (patient_id, person_id, institution_id, source,
             match_probability, linked_by, linked_at)
         SELECT id, person, member, 'auto', 0.999, 'bench', now() FROM rec""",
-        f"""INSERT INTO observation (id, natural_key, institution_id, id_system, local_id,
-            patient_id, encounter_id, report_id, status, category, loinc_code, display, value,
-            unit, ref_low, ref_high, original_system, original_code, original_text, codings,
-            value_type, original_value, original_unit, original_number, original_ref_low,
-            original_ref_high, reference_text, value_code, value_code_system, interpretation,
-            effective_at, issued_at, flags, note, content_hash, standardised_at, created_at,
-            updated_at)
+        f"""{OBSERVATION_INSERT}
         SELECT 'obs-' || r || '-' || k, rec.member || '|observation|lis|' || r || '/' || k,
             rec.member, 'lis', r || '/' || k, rec.id, NULL, NULL, 'final', 'laboratory',
             ({loinc_arr})[(k % 8) + 1], '', 100 + (k % 50), ({unit_arr})[(k % 8) + 1], NULL,
@@ -610,14 +612,7 @@ def search_benchmark(
     fill_seconds = time.perf_counter() - t0
     engine = make_engine(url)
     with make_session_factory(engine)() as s, s.begin():
-        auth.create_user(
-            s,
-            username="bench-doctor",
-            display_name="bench doctor",
-            role=auth.Role.CLINICIAN,
-            institution_id=member,
-        )
-        token = auth.issue_token(s, username="bench-doctor", ttl=timedelta(hours=6))
+        token = bench_token(s, "bench-doctor", "bench doctor", auth.Role.CLINICIAN, member)
     engine.dispose()
     targets = search_targets(url, member, 5000)
     rng = random.Random(7)
@@ -710,22 +705,26 @@ def explain(url: str, patient_id: str) -> str:
 # -- report ---------------------------------------------------------------------------------------
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}"
-
-
 def pg_version() -> str:
     with psycopg.connect(PG_ADMIN) as conn:
         row = conn.execute("SHOW server_version").fetchone()
     return f"PostgreSQL {row[0].split()[0]}" if row else "PostgreSQL"
+
+
+def _measured(
+    loads: tuple[tuple[float, float, float], tuple[float, float, float]], command: str
+) -> list[str]:
+    """The opening lines of a report: when and where it was measured, and the command."""
+    (b1, b5, _b15), (a1, a5, _a15) = loads
+    return [
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}, {pg_version()} on "
+        f"the same machine. Load average (1 / 5 min) {b1:.1f} / {b5:.1f} before, "
+        f"{a1:.1f} / {a5:.1f} after.",
+        "",
+        "```",
+        command.strip(),
+        "```",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -881,18 +880,12 @@ def search_only(args: argparse.Namespace, command: str) -> int:
             search, counts, fill_seconds, n_targets, member = search_benchmark(
                 url, args.observations, args.searches, progress, task
             )
-    (b1, b5, _b15), (a1, a5, _a15) = load_before, os.getloadavg()
+    loads = (load_before, os.getloadavg())
     info = {"counts": counts, "fill": fill_seconds, "targets": n_targets, "member": member}
     target, lines = _search_report(search, info)
     body = "\n".join(
         [
-            f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}, {pg_version()} on "
-            f"the same machine. Load average (1 / 5 min) {b1:.1f} / {b5:.1f} before, "
-            f"{a1:.1f} / {a5:.1f} after.",
-            "",
-            "```",
-            command.strip(),
-            "```",
+            *_measured(loads, command),
             "",
             target,
             "",
@@ -1070,7 +1063,6 @@ def report(
             *[f"| {label.strip()} | {share:.0%} |" for label, share in shares],
             "",
         ]
-    (b1, b5, _b15), (a1, a5, _a15) = loads
     inputs_text = (
         "the files given on the command line"
         if own_input
@@ -1086,13 +1078,7 @@ def report(
         [
             "## Ingest and results search",
             "",
-            f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}, {pg_version()} on "
-            f"the same machine. Load average (1 / 5 min) {b1:.1f} / {b5:.1f} before, "
-            f"{a1:.1f} / {a5:.1f} after.",
-            "",
-            "```",
-            command.strip(),
-            "```",
+            *_measured(loads, command),
             "",
             f"Input: {inputs_text}. End to end is `do_ingest`, the function `carepool ingest` "
             "calls (connectors → terminology → record store with dedup and provenance → dead "

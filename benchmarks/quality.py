@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import scratch_pg, write_section
+from _common import OBSERVATION_INSERT, scratch_pg, write_section
 from carepool.core import migrate
 from carepool.quality import checks, evaluate, scoring, sources
 from carepool.quality.checks import Params
@@ -132,13 +132,7 @@ def fill(url: str, n_obs: int, members: int) -> dict[str, int]:
             random() AS v, {rate(f"(((o - 1) % {n_pat}) + 1)")} AS rate,
             TIMESTAMPTZ '2026-01-01 00:00+00' + (o * 13 % 5000000) * INTERVAL '1 second' AS t
         FROM generate_series(1, {n_obs}) AS o""",
-        f"""INSERT INTO observation (id, natural_key, institution_id, id_system, local_id,
-            patient_id, encounter_id, report_id, status, category, loinc_code, display, value,
-            unit, ref_low, ref_high, original_system, original_code, original_text, codings,
-            value_type, original_value, original_unit, original_number, original_ref_low,
-            original_ref_high, reference_text, value_code, value_code_system, interpretation,
-            effective_at, issued_at, flags, note, content_hash, standardised_at, created_at,
-            updated_at)
+        f"""{OBSERVATION_INSERT}
         SELECT 'obs-' || o, 'obs|' || o, {member("p")}, 'f', o::text, 'pat-' || p,
             'enc-' || (((o - 1) % {n_enc}) + 1), 'rep-' || (((o - 1) % {n_rep}) + 1), 'final',
             'laboratory',
@@ -157,13 +151,7 @@ def fill(url: str, n_obs: int, members: int) -> dict[str, int]:
                   WHEN u < 3 * rate THEN '["implausible"]' ELSE '[]' END)::jsonb,
             '', 'h', now(), now(), now()
         FROM gen""",
-        """INSERT INTO observation (id, natural_key, institution_id, id_system, local_id,
-            patient_id, encounter_id, report_id, status, category, loinc_code, display, value,
-            unit, ref_low, ref_high, original_system, original_code, original_text, codings,
-            value_type, original_value, original_unit, original_number, original_ref_low,
-            original_ref_high, reference_text, value_code, value_code_system, interpretation,
-            effective_at, issued_at, flags, note, content_hash, standardised_at, created_at,
-            updated_at)
+        f"""{OBSERVATION_INSERT}
         SELECT 'obs-d' || substr(id, 5), 'dup|' || natural_key, institution_id, id_system,
             local_id || 'd', patient_id, encounter_id, report_id, status, category, loinc_code,
             display, value, unit, ref_low, ref_high, original_system, original_code,

@@ -164,18 +164,7 @@ def free_time(
     tz = catalog_service.consortium_timezone(session)
     rules: dict[str, list[calendar.Rule]] = defaultdict(list)
     for rule in session.scalars(select(CalendarRule).where(CalendarRule.resource_id.in_(ids))):
-        rules[rule.resource_id].append(
-            calendar.Rule(
-                cycle_days=rule.cycle_days,
-                anchor=rule.anchor,
-                days=rule.days,
-                start=rule.start,
-                end=rule.end,
-                label=rule.label,
-                valid_from=rule.valid_from,
-                valid_to=rule.valid_to,
-            )
-        )
+        rules[rule.resource_id].append(catalog_service.calendar_rule(rule))
     exceptions: dict[str, list[calendar.Exception_]] = defaultdict(list)
     for x in session.scalars(
         select(CalendarException).where(

@@ -281,6 +281,20 @@ def consortium_timezone(session: Session) -> str:
     return str(session.info["consortium_tz"])
 
 
+def calendar_rule(row: Any) -> calendar.Rule:
+    """A stored calendar rule (a `CalendarRule` or a row of its columns) as the calendar's rule."""
+    return calendar.Rule(
+        cycle_days=row.cycle_days,
+        anchor=row.anchor,
+        days=tuple(row.days),
+        start=row.start,
+        end=row.end,
+        label=row.label,
+        valid_from=row.valid_from,
+        valid_to=row.valid_to,
+    )
+
+
 def availability(
     session: Session, *, resource_id: str, start: datetime, end: datetime
 ) -> list[calendar.Interval]:
@@ -295,19 +309,7 @@ def availability(
         )
     )
     return calendar.availability(
-        rules=[
-            calendar.Rule(
-                cycle_days=r.cycle_days,
-                anchor=r.anchor,
-                days=r.days,
-                start=r.start,
-                end=r.end,
-                label=r.label,
-                valid_from=r.valid_from,
-                valid_to=r.valid_to,
-            )
-            for r in rules
-        ],
+        rules=[calendar_rule(r) for r in rules],
         exceptions=[
             calendar.Exception_(start=x.start, end=x.end, adds=x.kind is ExceptionKind.EXTRA)
             for x in exceptions
@@ -451,18 +453,7 @@ def load_snapshot(session: Session) -> CatalogSnapshot:
             CalendarRule.valid_to,
         ).order_by(CalendarRule.resource_id, CalendarRule.id)
     ):
-        rules[r.resource_id].append(
-            calendar.Rule(
-                cycle_days=r.cycle_days,
-                anchor=r.anchor,
-                days=tuple(r.days),
-                start=r.start,
-                end=r.end,
-                label=r.label,
-                valid_from=r.valid_from,
-                valid_to=r.valid_to,
-            )
-        )
+        rules[r.resource_id].append(calendar_rule(r))
     exceptions: dict[str, list[calendar.Exception_]] = defaultdict(list)
     for resource_id, start, end, kind in session.execute(
         select(

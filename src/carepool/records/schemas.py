@@ -251,6 +251,10 @@ class ObservationIn(_RecordIn):
     interpretation: str = ""
     effective_at: datetime | None = None
     issued_at: datetime | None = None
+    # How the value relates to the true one as the source said it: `<`, `<=`, `>=`, `>` (FHIR
+    # Quantity.comparator; HL7 SN comparator, `<0.2` in NM/ST); empty for an exact value.
+    comparator: str = ""
+    added_later: ClassVar[frozenset[str]] = frozenset({"comparator"})
 
 
 @dataclass(slots=True)

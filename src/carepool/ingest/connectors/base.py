@@ -25,6 +25,10 @@ class Parsed:
     record: RecordIn
     position: str
     original: str | None = None
+    # Quality flags the connector found while parsing (`invalid-date:PID-7`, `invalid-code:gender`,
+    # `truncated`): the record is stored with them (they describe its content, so they are not
+    # part of the content hash).
+    flags: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -34,6 +38,9 @@ class Unit:
     message: str = ""  # message control id, bundle id, file name
     records: list[Parsed] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (position, reason)
+    # Parts of the unit kept with it but not modelled as records, counted by type
+    # (`{"segment:IN1": 2, "resource:Claim": 1}`): the run summary reports them.
+    unmodelled: dict[str, int] = field(default_factory=dict)
 
     @property
     def received(self) -> int:

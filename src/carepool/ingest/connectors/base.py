@@ -49,11 +49,14 @@ class Unit:
 
 @dataclass(frozen=True)
 class ParseOptions:
-    """What a connector needs to know about the source: its time zone and CSV mapping."""
+    """What a connector needs to know about the source: time zone, CSV mapping, encoding."""
 
     timezone: tzinfo = UTC
     mapping: str | None = None  # CSV: a shipped mapping name or a path to a mapping document
     mapping_doc: dict[str, Any] | None = None
+    # The character set the source declared (`gb18030`, `latin-1`); None: the message's own
+    # declaration (HL7 MSH-18), a byte-order mark, or detection (`charset.decode_bytes`).
+    encoding: str | None = None
 
 
 class Connector(Protocol):

@@ -143,6 +143,7 @@ def app(engine: Engine, db_url: str) -> Any:
     application = create_app(db_url)
     yield application
     application.state.engine.dispose()
+    application.state.audit_engine.dispose()
 
 
 @pytest.fixture()

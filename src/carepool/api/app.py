@@ -55,6 +55,12 @@ def settle_heap() -> None:
 async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     settle_heap()
     yield
+    if _app.state.audit_engine is not _app.state.engine:
+        _app.state.audit_engine.dispose()
+
+
+# The refusal audit's own connections per process (at most 2 + 2; each write takes ~1 ms).
+AUDIT_POOL: dict[str, int] = {"pool_size": 2, "max_overflow": 2}
 
 
 def create_app(database_url: str | None = None, *, clock: Clock | None = None) -> FastAPI:
@@ -73,6 +79,11 @@ def create_app(database_url: str | None = None, *, clock: Clock | None = None) -
     )
     app.state.engine = engine
     app.state.sessions = make_session_factory(engine)
+    # Refusals are audited in transactions of their own, over connections of their own
+    # (`api.problems`); on SQLite one file lock serialises every writer anyway.
+    audit_engine = engine if url.startswith("sqlite") else make_engine(url, **AUDIT_POOL)
+    app.state.audit_engine = audit_engine
+    app.state.audit_sessions = make_session_factory(audit_engine)
     app.state.clock = clock or SystemClock()
     app.state.fhir_base_urls = {}  # api.fhir._base_url
     problems.install(app)

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from carepool.core import audit
@@ -97,11 +98,12 @@ _METHOD_ACTIONS = {
 
 
 def _audit_refusal(request: Request, exc: PermissionDenied) -> None:
+    """Write the refusal's audit row (on a worker thread, see `install`)."""
     principal: Principal | None = getattr(request.state, "principal", None)
     if principal is None:
         return
     audit.record_refusal(
-        request.app.state.sessions,
+        request.app.state.audit_sessions,
         actor=principal,
         action=_METHOD_ACTIONS.get(request.method, audit.AuditAction.EXECUTE),
         entity_type="http",
@@ -117,7 +119,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(CarepoolError)
     async def _domain(request: Request, exc: CarepoolError) -> JSONResponse:
         if isinstance(exc, PermissionDenied):
-            _audit_refusal(request, exc)
+            # Never on the event loop: the write waits for a connection (or SQLite's lock)
+            # that requests in flight give back only when the loop runs their clean-up, so
+            # a few concurrent refusals written here froze the process for the pool timeout.
+            # Refusals have a pool of their own (`audit_sessions`): a flood of them cannot
+            # starve other requests of connections, nor wait on them.
+            await run_in_threadpool(_audit_refusal, request, exc)
         errors = exc.errors if isinstance(exc, InvalidInput) else None
         return _respond(
             request, exc.status, exc.title, exc.code, exc.detail, errors, exc.extra, exc.fhir_code

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from carepool.cli import app
 from carepool.core import auth
-from carepool.core.errors import PermissionDenied, Unauthenticated
+from carepool.core.errors import InvalidInput, PermissionDenied, Unauthenticated
+from carepool.core.time import utcnow
 
 
 def _user(sessions: sessionmaker[Session], role: auth.Role) -> str:
@@ -39,7 +40,10 @@ def test_expired_and_revoked_tokens_are_refused(engine, sessions: sessionmaker[S
             role=auth.Role.CONSORTIUM_ADMIN,
             institution_id=None,
         )
-        old = auth.issue_token(s, username="admin", ttl=timedelta(seconds=-1))
+        with pytest.raises(InvalidInput, match="lifetime must be positive"):
+            auth.issue_token(s, username="admin", ttl=timedelta(seconds=-1))
+        old = auth.issue_token(s, username="admin", ttl=timedelta(hours=1))
+        s.get(auth.ApiToken, auth.hash_token(old)).expires_at = utcnow() - timedelta(seconds=1)
         revoked = auth.issue_token(s, username="admin", ttl=timedelta(hours=1))
         s.get(auth.ApiToken, auth._hash(revoked)).revoked = True
     with sessions() as s:

@@ -19,7 +19,14 @@ from sqlalchemy import Boolean, ForeignKey, String, event, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from carepool.core.db import Base, JsonType, UtcDateTime, str_enum
-from carepool.core.errors import NotFound, PermissionDenied, Unauthenticated
+from carepool.core.errors import (
+    FieldError,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+from carepool.core.settings import get_settings
 from carepool.core.time import utcnow
 
 Username = str
@@ -178,6 +185,26 @@ def get_all_users(session: Session) -> list[User]:
     return list(session.scalars(select(User).order_by(User.username)))
 
 
+def token_id(token_hash: str) -> str:
+    """The public name of a token: the first 16 hex digits of its hash (the token itself is
+    never stored, so it cannot be shown again; this id can be listed and revoked)."""
+    return token_hash[:16]
+
+
+def token_lifetime(hours: int | None = None) -> timedelta:
+    """A token lifetime in hours: the settings' default when None; `InvalidInput` outside
+    1..`token_max_ttl_hours` (a zero or negative lifetime is an error, not the default)."""
+    settings = get_settings()
+    if hours is None:
+        hours = settings.token_ttl_hours
+    if not 1 <= hours <= settings.token_max_ttl_hours:
+        raise InvalidInput(
+            f"a token lifetime must be 1 to {settings.token_max_ttl_hours} hours, not {hours}",
+            [FieldError("hours", f"between 1 and {settings.token_max_ttl_hours}")],
+        )
+    return timedelta(hours=hours)
+
+
 def issue_token(
     session: Session,
     *,
@@ -185,7 +212,14 @@ def issue_token(
     ttl: timedelta,
     scopes: list[str] | None = None,
 ) -> str:
-    """Create a bearer token for an existing, active user; `scopes` may only narrow the role's."""
+    """Create a bearer token for an existing, active user; `scopes` may only narrow the role's.
+    The lifetime must be positive and at most `token_max_ttl_hours` (`InvalidInput`)."""
+    longest = timedelta(hours=get_settings().token_max_ttl_hours)
+    if not timedelta(0) < ttl <= longest:
+        raise InvalidInput(
+            f"a token lifetime must be positive and at most {longest}, not {ttl}",
+            [FieldError("ttl", "out of range")],
+        )
     user = get_user(session, username=username)
     if not user.active:
         raise PermissionDenied(f"user {username!r} is deactivated")
@@ -289,15 +323,32 @@ class PrincipalCache:
         with self._lock:
             self._entries.pop(token_hash, None)
 
+    def forget_user(self, username: str) -> None:
+        """Drop every cached token of `username` (deactivation)."""
+        with self._lock:
+            for key in [k for k, v in self._entries.items() if v[0].username == username]:
+                del self._entries[key]
+
 
 # The API's cache: one per process, shared by every app in it.
 principals = PrincipalCache()
 
 
+def hash_token(token: str) -> str:
+    """The stored form of a token (SHA-256, hex)."""
+    return _hash(token)
+
+
 def revoke_token(session: Session, *, token: str) -> bool:
     """Revoke a bearer token; True if it existed. It stops working when the caller commits:
-    at once in this process, within `PrincipalCache.ttl` seconds in other API processes."""
-    key = _hash(token)
+    at once in this process, within `PrincipalCache.ttl` seconds in other API processes.
+    (Not audited: callers go through `users.do_revoke_token`.)"""
+    return revoke_hash(session, token_hash=_hash(token))
+
+
+def revoke_hash(session: Session, *, token_hash: str) -> bool:
+    """`revoke_token` for a token known by its hash."""
+    key = token_hash
     result = session.execute(
         update(ApiToken).where(ApiToken.token_hash == key).values(revoked=True)
     )

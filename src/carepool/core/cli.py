@@ -11,7 +11,6 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
 from enum import Enum
 from typing import Annotated, Any, TypeVar
 
@@ -205,12 +204,86 @@ def auth_token(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Print a bearer token for USER (for scripts and integrations)."""
-    ttl = timedelta(hours=hours or get_settings().token_ttl_hours)
+    """Print a bearer token for USER (for scripts and integrations); audited."""
+    from carepool.core.users import do_issue_token
+
     with command_session(db, as_json=as_json) as session:
-        token = auth.issue_token(session, username=user, ttl=ttl, scopes=scope)
-    out = {"token": token, "user": user, "expires_in_hours": ttl.total_seconds() / 3600}
+        token, described = do_issue_token(
+            session, actor=CLI_ACTOR, username=user, hours=hours, scopes=scope, source="cli"
+        )
+    ttl = auth.token_lifetime(hours)
+    out = {
+        "token": token,
+        "user": user,
+        "id": described["id"],
+        "expires_at": described["expires_at"],
+        "expires_in_hours": ttl.total_seconds() / 3600,
+    }
     print_result(out, token, as_json=as_json)
+
+
+@auth_app.command("tokens")
+def auth_tokens(
+    user: Annotated[str, typer.Option("--user", help="An existing user's name")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List USER's tokens: id, expiry, revoked (the tokens themselves are never stored)."""
+    from carepool.core.users import get_tokens
+
+    with cli_session(db) as session:
+        rows = get_tokens(session, actor=CLI_ACTOR, username=user)
+    print_rows(
+        rows,
+        lambda t: (
+            f"{t['id']}  expires {t['expires_at']}  " + ("revoked" if t["revoked"] else "active")
+        ),
+        as_json=as_json,
+    )
+
+
+@auth_app.command("revoke")
+def auth_revoke(
+    token: Annotated[str | None, typer.Argument(help="The token itself")] = None,
+    token_id: Annotated[str | None, typer.Option("--id", help="The token's id instead")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke a token (stops working at once here, within 5 s on every other node); audited."""
+    from carepool.core.users import do_revoke_token
+
+    with command_session(db, as_json=as_json) as session:
+        out = do_revoke_token(session, actor=CLI_ACTOR, id=token_id, token=token, source="cli")
+    print_result(out, f"revoked token {out['id']} of {out['username']}", as_json=as_json)
+
+
+def _set_active(user: str, active: bool, db: str | None, as_json: bool) -> None:
+    from carepool.core.users import do_set_user_active
+
+    with command_session(db, as_json=as_json) as session:
+        do_set_user_active(session, actor=CLI_ACTOR, username=user, active=active, source="cli")
+    word = "activated" if active else "deactivated (its tokens revoked)"
+    print_result({"username": user, "active": active}, f"{user} {word}", as_json=as_json)
+
+
+@auth_app.command("deactivate")
+def auth_deactivate(
+    user: Annotated[str, typer.Argument(help="The user's name")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Deactivate an account and revoke its tokens; audited."""
+    _set_active(user, False, db, as_json)
+
+
+@auth_app.command("activate")
+def auth_activate(
+    user: Annotated[str, typer.Argument(help="The user's name")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Reactivate an account (its old tokens stay revoked); audited."""
+    _set_active(user, True, db, as_json)
 
 
 @auth_app.command("users")

@@ -17,7 +17,9 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     # The consortium's local time zone: calendars are written in it, everything is stored in UTC.
     timezone: str = "Asia/Shanghai"
+    # Bearer tokens: the lifetime given when none is asked for, and the longest one allowed.
     token_ttl_hours: int = 24 * 30
+    token_max_ttl_hours: int = 24 * 90
     host: str = "127.0.0.1"
     port: int = 8000
     demo_seed: int = 20261128

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from carepool import __version__
-from carepool.api import admin, fhir, problems
+from carepool.api import admin, fhir, problems, security
 from carepool.booking import views as booking_views
 from carepool.booking.inpatient import views as inpatient_views
 from carepool.booking.referrals import views as referral_views
@@ -106,4 +106,6 @@ def create_app(database_url: str | None = None, *, clock: Clock | None = None) -
     app.include_router(identity_views.router, prefix="/api/v1")
     app.include_router(fhir.router, prefix="/fhir")
     app.include_router(web_views.router)
+    security.declare_bearer_scheme(app)
+    app.add_middleware(security.SecurityHeaders, max_body_bytes=get_settings().max_request_bytes)
     return app

@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     # Bearer tokens: the lifetime given when none is asked for, and the longest one allowed.
     token_ttl_hours: int = 24 * 30
     token_max_ttl_hours: int = 24 * 90
+    # The largest request body the API accepts (413 beyond): ingest uploads are the big ones.
+    max_request_bytes: int = 64 * 1024 * 1024
     host: str = "127.0.0.1"
     port: int = 8000
     demo_seed: int = 20261128

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-sqlite lint bench bench-tools clean browser
+.PHONY: setup demo test test-fast lint bench bench-tools clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ demo: $(STAMP)
 
 test: setup
 	$(BIN)/python -m pytest -n 2 -q
+
+# The inner loop: SQLite only, without the tests marked slow (CI runs `make test`).
+test-fast: $(STAMP)
+	CAREPOOL_TEST_BACKENDS=sqlite $(BIN)/python -m pytest -n 2 -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

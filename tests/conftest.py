@@ -78,7 +78,19 @@ def pg_available() -> None:
     pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_DSN} ({reason})")
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+# `make test-fast` runs SQLite only (CAREPOOL_TEST_BACKENDS=sqlite); CI runs both.
+BACKENDS = (
+    ["sqlite", "postgresql"]
+    if IN_CI
+    else [
+        b.strip()
+        for b in os.environ.get("CAREPOOL_TEST_BACKENDS", "sqlite,postgresql").split(",")
+        if b.strip() in ("sqlite", "postgresql")
+    ]
+)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
 def db_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 
 from carepool import __version__
@@ -67,7 +68,9 @@ def create_app(database_url: str | None = None, *, clock: Clock | None = None) -
     """Build the app over `database_url` (default: settings). The schema must be migrated."""
     url = database_url or get_settings().database_url
     engine = make_engine(url)
-    app = FastAPI(
+    # Swagger UI and ReDoc from carepool itself (fastapi-offline ships their assets): a
+    # hospital network has no internet, and the default pages load them from a CDN.
+    app = FastAPIOffline(
         title="carepool",
         version=__version__,
         description=(

@@ -19,7 +19,12 @@ def session_factory(request: Request) -> sessionmaker[Session]:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """A session whose transaction commits when the endpoint returns and rolls back on error."""
+    """A session whose transaction commits when the endpoint returns and rolls back on error.
+
+    Used with `scope="function"` (below): the commit happens before the response is sent, so
+    no answer leaves before its writes — the read audit of patient data included — are durable,
+    and a commit that fails becomes an error answer instead of a success already delivered.
+    (FastAPI's default runs the code after `yield` once the response has been sent.)"""
     session = session_factory(request)()
     try:
         yield session
@@ -31,7 +36,7 @@ def get_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-DbSession = Annotated[Session, Depends(get_session)]
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
 
 async def current_principal(request: Request) -> auth.Principal:

@@ -42,7 +42,7 @@ def test_bodies_over_the_limit_are_refused(
         admin = tokens.admin()
         big = client.post("/api/v1/ingest?source=hosp", content=b"x" * 5000, headers=admin)
         assert big.status_code == 413
-        assert big.json()["code"] == "too-large" and "1000 bytes" in big.json()["detail"]
+        assert big.json()["type"] == "/problems/too-large" and "1000 bytes" in big.json()["detail"]
         fhir = client.post("/fhir/Patient", content=b"{" + b" " * 5000 + b"}", headers=admin)
         assert fhir.status_code == 413 and fhir.json()["resourceType"] == "OperationOutcome"
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from carepool.api.deps import Caller, DbSession
 from carepool.core import audit, users
 from carepool.core.audit import AuditOutcome
+from carepool.core.limits import MAX_OFFSET
 
 router = APIRouter(tags=["platform"])
 
@@ -34,7 +35,7 @@ def list_audit(
     agent: str | None = None,
     outcome: AuditOutcome | None = None,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> dict[str, Any]:
     """Consortium administrators see every record; a member's admin sees their member's."""
     caller.require_scope("Audit", "read")

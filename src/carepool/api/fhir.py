@@ -42,6 +42,7 @@ from carepool.catalog import fhir as catalog_fhir
 from carepool.core.auth import Principal
 from carepool.core.errors import FieldError, InvalidInput, NotFound
 from carepool.core.fhir import FhirContext
+from carepool.core.limits import MAX_OFFSET
 from carepool.records import fhir as records_fhir
 
 FHIR_JSON = "application/fhir+json"
@@ -235,10 +236,10 @@ def _int_param(request: Request, name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         value = -1
-    if value < 0:
+    if not 0 <= value <= MAX_OFFSET:
         raise BadSearch(
-            f"{name} must be a whole number >= 0",
-            [FieldError(f"query:{name}", f"{raw!r} is not a whole number >= 0")],
+            f"{name} must be a whole number from 0 to {MAX_OFFSET}",
+            [FieldError(f"query:{name}", f"{raw!r} is not a whole number from 0 to {MAX_OFFSET}")],
         )
     return value
 

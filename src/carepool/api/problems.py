@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -145,7 +145,21 @@ def install(app: FastAPI) -> None:
                 "nothing was saved — search again and retry",
                 fhir_code="transient",
             )
+        if isinstance(exc, DataError):
+            # A value the database cannot store (a number out of range, text too long for
+            # its column): the request's fault, never a server error.
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:300]
+            return _respond(
+                request, 422, "Invalid input", "invalid", f"a value cannot be stored: {reason}"
+            )
         raise exc
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        # SQLite's driver refuses integers beyond 64 bits before any SQL runs.
+        return _respond(
+            request, 422, "Invalid input", "invalid", f"a number is out of range: {exc}"
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -45,7 +45,11 @@ class SecurityHeaders:
             extra += _NO_STORE
         elif not path.startswith("/static/"):
             extra += _PAGE
+        if "\x00" in path or b"%00" in scope.get("query_string", b"").lower():
+            await _refuse(send, extra, path, 400, "bad-request", "the URL contains a NUL byte")
+            return
         limit = self.max_body_bytes
+        json_body = False
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
@@ -55,18 +59,28 @@ class SecurityHeaders:
                 if declared < 0 or declared > limit:
                     await _too_large(send, extra, limit, path)
                     return
-                break
+            elif name == b"content-type":
+                json_body = b"json" in value.lower()
 
         received = 0
         started = False
+        tail = b""
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, tail
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > limit:
                     raise _BodyTooLarge
+                if json_body:
+                    # NUL in a JSON string: PostgreSQL cannot store it and SQLite would, so
+                    # both refuse it here (the escape may straddle two chunks)
+                    seen = tail + chunk
+                    if b"\x00" in seen or b"\\u0000" in seen:
+                        raise _NulInBody
+                    tail = seen[-5:]
             return message
 
         async def send_with_headers(message: Message) -> None:
@@ -84,35 +98,53 @@ class SecurityHeaders:
         except _BodyTooLarge:
             if not started:
                 await _too_large(send, extra, limit, path)
+        except _NulInBody:
+            if not started:
+                detail = "the JSON body contains a NUL character (\\u0000), which is not stored"
+                await _refuse(send, extra, path, 400, "bad-request", detail)
 
 
 class _BodyTooLarge(Exception):
     pass
 
 
+class _NulInBody(Exception):
+    pass
+
+
 async def _too_large(send: Send, extra: list[tuple[bytes, bytes]], limit: int, path: str) -> None:
-    fhir = path.startswith("/fhir")
     detail = f"the request body is larger than {limit} bytes (CAREPOOL_MAX_REQUEST_BYTES)"
-    if fhir:
+    await _refuse(send, extra, path, 413, "too-large", detail)
+
+
+_TITLES = {400: ("Bad request", "invalid"), 413: ("Request too large", "too-costly")}
+
+
+async def _refuse(
+    send: Send, extra: list[tuple[bytes, bytes]], path: str, status: int, code: str, detail: str
+) -> None:
+    """An answer made here, before any route ran: a problem document (FHIR: OperationOutcome)."""
+    title, fhir_code = _TITLES[status]
+    if path.startswith("/fhir"):
         body: dict[str, Any] = {
             "resourceType": "OperationOutcome",
-            "issue": [{"severity": "error", "code": "too-costly", "diagnostics": detail}],
+            "issue": [{"severity": "error", "code": fhir_code, "diagnostics": detail}],
         }
         media = b"application/fhir+json"
     else:
         body = {
-            "type": "about:blank",
-            "title": "Request too large",
-            "status": 413,
-            "code": "too-large",
+            "type": f"/problems/{code}",
+            "title": title,
+            "status": status,
             "detail": detail,
+            "instance": path,
         }
         media = b"application/problem+json"
     data = json.dumps(body).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", media),
                 (b"content-length", str(len(data)).encode()),

@@ -29,6 +29,7 @@ from carepool.core import audit, events
 from carepool.core.audit import AuditAction
 from carepool.core.auth import Principal
 from carepool.core.errors import AlreadyExists, FieldError, InvalidInput
+from carepool.core.limits import too_long
 
 # Kinds whose parent must belong to the same member as the child.
 _SAME_MEMBER_REFS = {"campus_id", "department_id", "ward_id", "room_id"}
@@ -103,6 +104,8 @@ def _check_refs(
 
 
 def _write(session: Session, kind: str, obj: Any, values: dict[str, Any]) -> None:
+    if errors := too_long(type(obj), values):
+        raise InvalidInput(f"the {kind.replace('_', ' ')} has text longer than allowed", errors)
     if kind == "service":
         requirements = values.pop("requirements", None)
         offered_by = values.pop("offered_by", None)

@@ -52,7 +52,7 @@ from carepool.catalog.schemas import (
     _Shape,
 )
 from carepool.core.db import Base
-from carepool.core.errors import NotFound
+from carepool.core.errors import FieldError, InvalidInput, NotFound
 
 
 @dataclass(frozen=True)
@@ -184,6 +184,27 @@ def get(session: Session, *, kind: str, id: str) -> Any:
     if obj is None:
         raise NotFound(kind.replace("_", " "), id)
     return obj
+
+
+def check_filters(kind: str, filters: dict[str, Any]) -> None:
+    """Refuse filter values that can match nothing for a reason the caller should hear: an
+    empty value, or a value outside an enumerated column's members (`InvalidInput`)."""
+    model: Any = ENTITIES[kind].model
+    errors = []
+    for name, value in filters.items():
+        if value is None:
+            continue
+        if value == "":
+            errors.append(FieldError(f"query:{name}", "empty: give a value or leave it out"))
+            continue
+        column_type = getattr(getattr(model, name), "type", None)
+        members = getattr(column_type, "enums", None)
+        if members and value not in members:
+            errors.append(
+                FieldError(f"query:{name}", f"{value!r} is not one of {', '.join(members)}")
+            )
+    if errors:
+        raise InvalidInput(f"{len(errors)} filter value(s) cannot be used", errors)
 
 
 def get_all(

@@ -13,6 +13,7 @@ from carepool.catalog import actions
 from carepool.catalog import service as catalog_service
 from carepool.catalog.schemas import Page
 from carepool.core.errors import FieldError, InvalidInput
+from carepool.core.limits import MAX_OFFSET
 from carepool.core.time import ensure_utc
 
 router = APIRouter(tags=["catalog"])
@@ -86,7 +87,7 @@ def _make_routes(segment: str, kind: str, filters: tuple[str, ...]) -> None:
         caller: Caller,
         q: str | None = Query(None, description="search in names (case-insensitive)"),
         limit: int = Query(50, ge=1, le=500),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET),
     ) -> Page:
         caller.require_scope("Catalog", "read")
         known = {*filters, "q", "limit", "offset"}
@@ -98,6 +99,7 @@ def _make_routes(segment: str, kind: str, filters: tuple[str, ...]) -> None:
                 [FieldError(f"query:{k}", "not a filter of this list") for k in unknown],
             )
         values = {k: request.query_params.get(k) for k in filters}
+        catalog_service.check_filters(kind, values)
         items, total = catalog_service.get_all(
             session, kind=kind, filters=values, search=q, limit=limit, offset=offset
         )

@@ -52,6 +52,7 @@ from carepool.records.models import (
     Observation,
     Patient,
     PatientIdentifier,
+    Sex,
 )
 from carepool.terminology.seed import is_loinc_system, load_seed
 
@@ -175,6 +176,26 @@ def _audit_read(
 
 def _values(params: Mapping[str, Sequence[str]], name: str) -> list[str]:
     return [v.strip() for raw in params.get(name, []) for v in raw.split(",") if v.strip()]
+
+
+GENDER_SYSTEM = "http://hl7.org/fhir/administrative-gender"
+
+
+def _genders(raw: str) -> list[Sex]:
+    """A `gender` token list (`male`, `male,female`, `<system>|male`): the codes of FHIR's
+    administrative-gender, which are lower case; anything else is a 400 naming the value."""
+    out = []
+    for value in _values({"gender": [raw]}, "gender"):
+        system, bar, code = value.rpartition("|")
+        if bar and system not in ("", GENDER_SYSTEM):
+            raise _invalid("gender", f"{system!r} is not the administrative-gender system")
+        try:
+            out.append(Sex(code if bar else value))
+        except ValueError:
+            raise _invalid(
+                "gender", f"{value!r} is not one of male, female, other, unknown"
+            ) from None
+    return out
 
 
 def _one_group(params: Mapping[str, Sequence[str]], name: str) -> list[str] | None:
@@ -657,7 +678,7 @@ class PatientProvider:
                 last = (end - timedelta(microseconds=1)).date()
                 stmt = stmt.where(Patient.birth_date <= last)
         for raw in params.get("gender", []):
-            stmt = stmt.where(Patient.sex.in_(_values({"gender": [raw]}, "gender")))
+            stmt = stmt.where(Patient.sex.in_(_genders(raw)))
         visible = visible_filter(ctx.caller, Patient.id, Patient.institution_id)
         if visible is not None:
             stmt = stmt.where(visible)

@@ -97,8 +97,9 @@ def test_the_seed_is_consistent() -> None:
         assert code in seed.equivalents, name
     # A synonym must not turn one valid UCUM unit into another (`G/L` is not `g/L`), except
     # where laboratories mean something else by design: K/uL is thousands per microlitre in
-    # every blood count, never kelvin per microlitre; mg% is mg/dL.
-    deliberate = {"K/uL", "mg%"}
+    # every blood count, never kelvin per microlitre; mg% is mg/dL; G/L and T/L (spelled so,
+    # upper case) are giga and tera per litre in French and Swiss counts, never gauss or tesla.
+    deliberate = {"K/uL", "mg%", "G/L", "T/L"}
     for spelled, ucum in seed.units.items():
         if is_ucum(spelled) and spelled not in deliberate:
             assert dimension(spelled) == dimension(ucum), spelled

@@ -54,7 +54,8 @@ from carepool.records.models import (
     PatientIdentifier,
     Sex,
 )
-from carepool.terminology.seed import is_loinc_system, load_seed
+from carepool.terminology import service as terminology_service
+from carepool.terminology.seed import LOINC_SYSTEMS, is_loinc_system, load_seed
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -264,27 +265,43 @@ def _date_window(
     return start, end
 
 
-def _code_filter(values: list[str], loinc_col: Any, system_col: Any, code_col: Any) -> Any:
-    """`code=` alternatives: LOINC codes expanded to their analyte, other systems as sent."""
-    equivalents = load_seed().equivalents
+def _code_filter(
+    values: list[str], loinc_col: Any, system_col: Any, code_col: Any, *, exact: bool = False
+) -> Any:
+    """`code=` alternatives: a LOINC code finds its analyte's equivalence group (the same
+    component in blood, serum or plasma, older and newer codes: `terminology_service.
+    equivalent_codes`); `code:exact=` finds results filed under or sent as that code only.
+    Other systems match the code as sent."""
     loinc: set[str] = set()
     local: list[tuple[str | None, str]] = []
     for value in values:
         system, bar, code = value.rpartition("|")
         if not bar:
             system, code = "", value
+        code = code.strip()
         if not code:
             raise _invalid("code", f"{value!r} has no code")
-        if is_loinc_system(system) or (not bar and code in equivalents):
-            loinc.add(equivalents.get(code, (code, None))[0])
+        known = code in load_seed().loinc
+        if is_loinc_system(system) or (not bar and known):
+            loinc.add(code)
         elif bar and system:
             local.append((system, code))
         else:
-            loinc.add(equivalents.get(code, (code, None))[0])
+            loinc.add(code)
             local.append((None, code))
     conds: list[Any] = []
-    if loinc:
-        conds.append(loinc_col.in_(sorted(loinc)))
+    if exact:
+        for code in sorted(loinc):
+            sent = and_(func.lower(system_col).in_(sorted(LOINC_SYSTEMS)), code_col == code)
+            conds += [loinc_col == code, sent]
+    else:
+        filed = {
+            terminology_service.filed_code(member)
+            for code in loinc
+            for member in terminology_service.equivalent_codes(code)
+        }
+        if filed:
+            conds.append(loinc_col.in_(sorted(filed)))
     for local_system, local_code in local:
         cond = code_col == local_code
         conds.append(cond if local_system is None else and_(system_col == local_system, cond))
@@ -780,7 +797,11 @@ class _ResultProvider:
         SearchParam(
             "code",
             "token",
-            "http://loinc.org|<code> (expanded to its analyte), <code>, or <system>|<local code>",
+            "http://loinc.org|<code> finds the analyte's equivalence group (the same component "
+            "in blood, serum or plasma, older and newer codes; each result keeps its own code "
+            "and specimen); code:exact=http://loinc.org|<code> that code only; <code>, or "
+            "<system>|<local code> as sent",
+            ("exact",),
         ),
         SearchParam("date", "date", "effective time, with eq/ge/gt/le/lt prefixes"),
         SearchParam("category", "token", "laboratory, vital-signs, ..."),
@@ -836,11 +857,18 @@ class _ResultProvider:
             visible = visible_filter(ctx.caller, model.patient_id, model.institution_id)
             if visible is not None:
                 stmt = stmt.where(visible)
-        for raw in params.get("code", []):
-            codes = _values({"code": [raw]}, "code")
-            stmt = stmt.where(
-                _code_filter(codes, model.loinc_code, model.original_system, model.original_code)
-            )
+        for key, exact in (("code", False), ("code:exact", True)):
+            for raw in params.get(key, []):
+                codes = _values({key: [raw]}, key)
+                stmt = stmt.where(
+                    _code_filter(
+                        codes,
+                        model.loinc_code,
+                        model.original_system,
+                        model.original_code,
+                        exact=exact,
+                    )
+                )
         if params.get("date"):
             tz = ZoneInfo(timezone or catalog_service.consortium_timezone(session))
             start, end = _date_window(params["date"], tz, "date")

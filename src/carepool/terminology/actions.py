@@ -308,7 +308,7 @@ def standardise_stored(terminology: Terminology, obs: Any) -> ObservationStandar
     )
 
 
-_TERMINOLOGY_FLAGS = {"unmapped-code", "unmapped-unit", "implausible"}
+_TERMINOLOGY_FLAGS = {"unmapped-code", "unmapped-unit", "implausible", "unknown-loinc"}
 
 
 def do_reapply_maps(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from carepool.records.schemas import Coding
 from carepool.terminology.seed import (
@@ -22,7 +22,13 @@ from carepool.terminology.seed import (
     load_seed,
     norm_text,
 )
-from carepool.terminology.units import UnitError, conversion, normalise_unit, to_ucum
+from carepool.terminology.units import (
+    UnitError,
+    conversion,
+    normalise_unit,
+    other_reading,
+    to_ucum,
+)
 
 MapKind = str  # "code" | "unit" | "department"
 CODE, UNIT, DEPARTMENT = "code", "unit", "department"
@@ -31,6 +37,7 @@ GLOBAL = "*"  # the scope of a consortium-wide map
 FLAG_UNMAPPED_CODE = "unmapped-code"
 FLAG_UNMAPPED_UNIT = "unmapped-unit"
 FLAG_IMPLAUSIBLE = "implausible"
+FLAG_UNKNOWN_LOINC = "unknown-loinc"  # sent under the LOINC system, not a code of the table
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,9 @@ class CodeResult:
     original: Coding
     via: str  # "loinc", "map:<scope>", "name:<scope>", "seed", "" (unmapped)
     matched: str | None = None  # the code before folding (its molar mass applies)
+    # codings sent under the LOINC system whose code is malformed or not in the LOINC table:
+    # never trusted as the standard code (the result came from maps or names, or is unmapped)
+    unknown_loinc: tuple[Coding, ...] = ()
 
 
 @dataclass
@@ -79,6 +89,10 @@ class StandardValue:
     flags: list[str]
     note: str
     unmapped: list[UnmappedTerm]
+
+
+def _unit_term(unit: str) -> UnmappedTerm:
+    return UnmappedTerm(UNIT, "", normalise_unit(unit), unit.strip(), "name")
 
 
 _MEMO_LIMIT = 100_000  # remembered answers per kind of question before starting afresh
@@ -145,11 +159,27 @@ class Terminology:
             hit = self._codes[key] = self._resolve_code(member, codings, text)
         return hit
 
+    def is_known_loinc(self, code: str | None) -> bool:
+        """A code of the shipped LOINC table (its check digit is right by construction)."""
+        return bool(code) and code.strip() in self.seed.loinc  # type: ignore[union-attr]
+
     def _resolve_code(self, member: str, codings: list[Coding], text: str) -> CodeResult:
+        result = self._lookup_code(member, codings, text)
+        unknown = tuple(
+            c
+            for c in codings
+            if is_loinc_system(c.system) and c.code and not self.is_known_loinc(c.code)
+        )
+        # a steward's map for the exact code settles it; a name match does not
+        if unknown and result.via != "loinc" and not result.via.startswith("map:"):
+            return replace(result, unknown_loinc=unknown)
+        return result
+
+    def _lookup_code(self, member: str, codings: list[Coding], text: str) -> CodeResult:
         codings = [c for c in codings if c.code or c.text] or [Coding(text=text)]
         first = codings[0]
         for c in codings:
-            if is_loinc_system(c.system) and is_loinc_code(c.code):
+            if is_loinc_system(c.system) and self.is_known_loinc(c.code):
                 loinc, _ = self.canonical(c.code.strip())
                 return CodeResult(loinc, self.display(loinc) or c.text, c, "loinc", c.code.strip())
         for c in codings:
@@ -169,7 +199,7 @@ class Terminology:
         if text:
             names.append((first, text))
         for c in codings:
-            if c.code and not (is_loinc_system(c.system) and is_loinc_code(c.code)):
+            if c.code and not is_loinc_code(c.code):
                 names.append((c, c.code))  # a local code that is really a name ("Hb")
         for c, name in names:
             folded = norm_text(name)
@@ -255,19 +285,28 @@ class Terminology:
         flags: list[str] = []
         notes: list[str] = []
         unmapped: list[UnmappedTerm] = []
+        for c in code.unknown_loinc:
+            # queued under its own system and code: a steward maps it like any local code
+            unmapped.append(UnmappedTerm(CODE, c.system or "", c.code.strip(), c.text or text))
+        if code.unknown_loinc:
+            flags.append(FLAG_UNKNOWN_LOINC)
+            notes.append(
+                ", ".join(repr(c.code.strip()) for c in code.unknown_loinc)
+                + " is not a LOINC code carepool knows (malformed, or not in its LOINC table)"
+            )
         if code.loinc is None:
             flags.append(FLAG_UNMAPPED_CODE)
             orig = code.original
-            if orig.code:
+            if orig.code and orig not in code.unknown_loinc:
                 unmapped.append(
                     UnmappedTerm(CODE, orig.system or "", orig.code, orig.text or text, "code")
                 )
-            elif norm_text(orig.text or text):
+            elif not orig.code and norm_text(orig.text or text):
                 name = orig.text or text
                 unmapped.append(UnmappedTerm(CODE, "", norm_text(name), name, "name"))
         ucum = self.resolve_unit(member, unit)
         if unit and unit.strip() and ucum is None:
-            unmapped.append(UnmappedTerm(UNIT, "", normalise_unit(unit), unit.strip(), "name"))
+            unmapped.append(_unit_term(unit))
         result = StandardValue(
             loinc=code.loinc,
             display=code.display,
@@ -277,7 +316,7 @@ class Terminology:
             ref_low=None,
             ref_high=None,
             flags=flags,
-            note="",
+            note="; ".join(notes),
             unmapped=unmapped,
         )
         if value is None:
@@ -303,10 +342,22 @@ class Terminology:
             result.note = "; ".join(notes)
             return result
         try:
-            conv = conversion(ucum, analyte.unit, molar_mass)
+            try:
+                conv = conversion(ucum, analyte.unit, molar_mass)
+            except UnitError:
+                # an ambiguous spelling read the other way round (`C`: coulomb or Celsius)
+                other = other_reading(unit or "", self.seed.units)
+                if other is None or other == ucum:
+                    raise
+                conv = conversion(other, analyte.unit, molar_mass)
+                ucum = other
         except UnitError as exc:
+            # read as UCUM, but not a unit of this analyte (`G/L` is gauss per litre, `g/l-1`
+            # grams times litres): a spelling a steward has to map, so it goes to the queue
             flags.append(FLAG_UNMAPPED_UNIT)
             notes.append(str(exc))
+            if unit and unit.strip():
+                unmapped.append(_unit_term(unit))
             result.note = "; ".join(notes)
             return result
         converted = _round(conv(value))

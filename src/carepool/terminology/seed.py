@@ -73,6 +73,27 @@ class Analyte:
 
 
 @dataclass(frozen=True)
+class LoincTerm:
+    """One row of the shipped LOINC table (`seed/loinc.tsv`, made by tools/build_loinc_table.py)."""
+
+    code: str
+    name: str  # LOINC's long common name
+    component: str
+    property: str  # LOINC abbreviation: MCnc, SCnc, NCnc, CCnc, NFr, ...
+    system: str  # the specimen: Bld, Ser/Plas, BldA, ...
+    scale: str  # Qn, Ord, Nom, `-` for panels
+    unit: str  # an example UCUM unit ("" when the term has none)
+
+
+# Specimens that measure the same analyte in circulating blood: one equivalence group.
+BLOOD_SPECIMENS = frozenset({"Bld", "BldA", "BldC", "BldV", "Ser", "Plas", "Ser/Plas"})
+# Components that are one analyte under two names (urea is reported as its nitrogen too).
+_SAME_COMPONENT = {"urea nitrogen": "urea"}
+# Mass and substance concentration of one component are one analyte (a molar mass apart).
+_SAME_PROPERTY = {"MCnc": "Cnc", "SCnc": "Cnc"}
+
+
+@dataclass(frozen=True)
 class Seed:
     version: str
     analytes: dict[str, Analyte]
@@ -82,6 +103,9 @@ class Seed:
     units: dict[str, str]  # exact_key(spelling) -> UCUM
     departments: dict[str, str]  # norm_text(name) -> department code
     department_names: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    loinc: dict[str, LoincTerm] = field(default_factory=dict)  # the shipped LOINC table
+    # every code of the table -> the codes of its analyte equivalence group (itself included)
+    groups: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
 def _read(name: str) -> dict[str, Any]:
@@ -89,6 +113,56 @@ def _read(name: str) -> dict[str, Any]:
     data = yaml.safe_load(text)
     assert isinstance(data, dict), f"seed {name} is not a mapping"
     return data
+
+
+def _read_loinc_table() -> dict[str, LoincTerm]:
+    text = resources.files("carepool.terminology").joinpath("seed", "loinc.tsv").read_text("utf-8")
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    header, rows = lines[0].split("\t"), lines[1:]
+    assert header[0] == "LOINC_NUM" and len(header) == 7, "seed loinc.tsv has an unknown layout"
+    table: dict[str, LoincTerm] = {}
+    for line in rows:
+        code, name, component, prop, system, scale, unit = line.split("\t")
+        table[code] = LoincTerm(code, name, component, prop, system, scale, unit)
+    return table
+
+
+def _groups(
+    table: dict[str, LoincTerm], equivalents: dict[str, tuple[str, float | None]]
+) -> dict[str, frozenset[str]]:
+    """Analyte equivalence groups: the seed's equivalents, and one component (same property
+    kind, quantitative) measured in blood, serum, plasma or serum-or-plasma."""
+    parent = {code: code for code in table}
+
+    def find(code: str) -> str:
+        while parent[code] != code:
+            parent[code] = parent[parent[code]]
+            code = parent[code]
+        return code
+
+    def union(a: str, b: str) -> None:
+        if a in parent and b in parent:
+            parent[find(a)] = find(b)
+
+    for code, (canonical, _mm) in equivalents.items():
+        union(code, canonical)
+    by_part: dict[tuple[str, str], str] = {}
+    for term in sorted(table.values(), key=lambda t: t.code):
+        if term.system not in BLOOD_SPECIMENS or term.scale != "Qn":
+            continue
+        component = term.component.casefold()
+        key = (
+            _SAME_COMPONENT.get(component, component),
+            _SAME_PROPERTY.get(term.property, term.property),
+        )
+        if key in by_part:
+            union(term.code, by_part[key])
+        else:
+            by_part[key] = term.code
+    members: dict[str, set[str]] = {}
+    for code in table:
+        members.setdefault(find(code), set()).add(code)
+    return {code: frozenset(members[find(code)]) for code in table}
 
 
 @lru_cache(maxsize=1)
@@ -143,6 +217,11 @@ def load_seed() -> Seed:
     for code, spellings in department_names.items():
         for name in spellings:
             departments.setdefault(norm_text(name), code)
+    table = _read_loinc_table()
+    missing = sorted(set(equivalents) - set(table))
+    assert not missing, (
+        f"seed codes missing from loinc.tsv (run tools/build_loinc_table.py): {missing}"
+    )
     return Seed(
         version=str(raw.get("version", "0")),
         analytes=analytes,
@@ -151,4 +230,6 @@ def load_seed() -> Seed:
         units=units,
         departments=departments,
         department_names=department_names,
+        loinc=table,
+        groups=_groups(table, equivalents),
     )

@@ -179,3 +179,23 @@ def parse_kind(value: str) -> MapKind:
         raise InvalidInput(
             f"unknown map kind {value!r}; use one of {', '.join(k.value for k in MapKind)}"
         ) from exc
+
+
+def equivalent_codes(code: str) -> frozenset[str]:
+    """The LOINC codes of `code`'s analyte equivalence group, `code` itself included.
+
+    One group is one component measured in circulating blood (blood, serum, plasma, serum or
+    plasma; arterial, venous, capillary), in mass or substance concentration, under older and
+    newer codes (by method, automated or manual count). Built from the shipped LOINC table; a
+    code outside it is a group of its own. Stored observations keep their own code and
+    specimen: the group is for finding them together, not for filing them under one code.
+    """
+    code = code.strip()
+    return load_seed().groups.get(code) or frozenset({code})
+
+
+def filed_code(code: str) -> str:
+    """The standard code results sent under `code` are filed under (a mass code of an analyte
+    reported in SI is filed under its substance code, with the same specimen)."""
+    code = code.strip()
+    return load_seed().equivalents.get(code, (code, None))[0]

@@ -26,6 +26,7 @@ __all__ = [
     "conversion",
     "convert",
     "normalise_unit",
+    "other_reading",
     "to_ucum",
 ]
 
@@ -264,15 +265,40 @@ def to_ucum(text: str | None, synonyms: dict[str, str] | None = None) -> str | N
     if match:
         rest = match.group(2)
         rest_code = _BUILTIN_SYNONYMS.get(_key(rest), rest)
-        code = f"10*{match.group(1)}{rest_code}"
+        code = _usual_spelling(f"10*{match.group(1)}{rest_code}")
         return code if is_ucum(code) else None
     folded = candidate.casefold()
     if is_ucum(candidate):
         canonical = _BUILTIN_SYNONYMS.get(folded)
         if canonical and canonical != candidate and _same(candidate, canonical):
             return canonical  # `g/dl` is valid UCUM too; file it as the usual `g/dL`
+        tidy = _usual_spelling(candidate)
+        if tidy != candidate and is_ucum(tidy) and _same(candidate, tidy):
+            return tidy  # `10*9/l`, `ng/ml`, `g.l-1`: file as `10*9/L`, `ng/mL`, `g/L`
         return candidate
     for key, value in table.items():
+        if key.casefold() == folded:
+            return value
+    return _BUILTIN_SYNONYMS.get(folded)
+
+
+# a litre symbol, with an optional SI prefix, standing alone after `/`, `.` or a digit
+_LITRE = re.compile(r"(?:(?<=^)|(?<=[/.*\d]))([munpfdc]?)l(?=$|[/.\-\d^*])")
+_PER = re.compile(r"^([^/]+)\.([A-Za-z]+)-1$")  # `g.L-1`: `g/L`
+
+
+def _usual_spelling(code: str) -> str:
+    """A UCUM code in the spelling laboratories and FHIR servers use: `L` for the litre
+    (UCUM takes `l` too), `/` for a single `-1` power."""
+    code = _LITRE.sub(lambda m: m.group(1) + "L", code)
+    return _PER.sub(r"\1/\2", code)
+
+
+def other_reading(text: str, synonyms: dict[str, str] | None = None) -> str | None:
+    """The UCUM code a unit string means when read without case, if that differs from what
+    `to_ucum` reads: `C` is the coulomb in UCUM but degrees Celsius on a temperature."""
+    folded = exact_key(text.strip()).casefold()
+    for key, value in (synonyms or {}).items():
         if key.casefold() == folded:
             return value
     return _BUILTIN_SYNONYMS.get(folded)

@@ -298,7 +298,7 @@ def _problem(e: Any) -> str:
     where = ".".join(str(p) for p in e["loc"]) or "(resource)"
     msg = str(e["msg"]).removeprefix("Value error, ")
     msg = _EXPECTED.get(msg, msg)
-    if e.get("type") != "missing" and "input" in e and not isinstance(e["input"], dict):
+    if e.get("input") is not None and not isinstance(e["input"], dict):
         msg += f", got {_shown(e['input'])}"
     return f"{where}: {msg}"
 
@@ -508,8 +508,9 @@ def _patient(res: dict[str, Any], tz: tzinfo, flags: list[str]) -> PatientIn:
             if c.get("code"):
                 id_type = str(c["code"])
                 break
-        else:
-            id_type = str((ident.get("type") or {}).get("text") or "")
+        else:  # a type said in words only; `patient_identifier.type` holds 20 characters
+            text = str((ident.get("type") or {}).get("text") or "")
+            id_type = text if len(text) <= 20 else ""
         identifiers.append(Identifier(system=system, value=str(value), type=id_type))
         if national is None and (id_type in _NATIONAL_ID_TYPES or system in _NATIONAL_ID_SYSTEMS):
             national = str(value)

@@ -1047,7 +1047,8 @@ class FhirConnector:
         btype = doc.get("type", "")
         message = f"Bundle/{doc.get('id', '')} ({btype})"
         entries = doc.get("entry")
-        if entries is None:
+        if not entries and entries != 0:  # said, not silently nothing: a delivery is expected
+            yield _failed(position, raw, f"{message}: the bundle has no entries", message)
             return
         if not isinstance(entries, list):
             yield _failed(position, raw, f"{message}: Bundle.entry must be an array")

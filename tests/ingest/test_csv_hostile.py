@@ -154,3 +154,27 @@ def test_a_low_confidence_decode_is_dead_lettered_not_guessed(
     assert (summary.stored, summary.rejected) == (0, 1)
     with members() as s:
         assert s.scalar(select(DeadLetter.raw)) == data
+
+
+def test_the_documented_mapping_examples_are_valid_mappings() -> None:
+    """docs/csv-mapping.md: every YAML example is a mapping document the connector accepts."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from carepool.ingest.connectors.tabular import parse_mapping
+
+    text = (Path(__file__).parents[2] / "docs" / "csv-mapping.md").read_text("utf-8")
+    examples = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    assert len(examples) == 2
+    docs = [parse_mapping(yaml.safe_load(e), "docs/csv-mapping.md") for e in examples]
+    assert {t.record for d in docs for t in d.tables} == {
+        "patient",
+        "encounter",
+        "observation",
+        "report",
+        "order",
+        "other",
+    }
+    assert docs[1].delimiter == ";"

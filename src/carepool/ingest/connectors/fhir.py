@@ -797,14 +797,9 @@ def _constant(name: str) -> Any:
     raise _JsonProblem(f"{name} is not a JSON number (RFC 8259 has no NaN or Infinity)")
 
 
-def _float(text: str) -> float:
-    value = float(text)
-    if value - value != 0:  # inf (NaN never comes from digits)
-        raise _JsonProblem(f"the number {_cut(text)} is out of range for a FHIR decimal")
-    return value
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_constant, parse_float=_float)
+# A number too large for a float (1e400) becomes inf, which R4 validation refuses where a decimal
+# is expected ("expected a finite decimal number, got inf"): no per-number hook is needed.
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_constant)
 # Reads past what `_DECODER` refuses in one bundle entry, to find where the next one starts.
 _LENIENT = json.JSONDecoder(parse_constant=str, parse_int=str, parse_float=str)
 _WS = re.compile(r"[ \t\n\r]*")
@@ -1056,10 +1051,13 @@ class FhirConnector:
         context = _Bundle()
         context.learn(entries)
         units: list[Unit] = []
+        whole = btype == "transaction"  # one unit whose raw is the bundle: no entry raws
         for index, entry in enumerate(entries):
             where = f"{position}#entry[{index}]"
             span = spans[index] if spans is not None and index < len(spans) else None
-            if span is not None and text is not None:
+            if whole:
+                entry_raw = b""
+            elif span is not None and text is not None:
                 entry_raw = text.raw(span[0], span[1])
             else:
                 entry_raw = _compact(entry).encode()
@@ -1071,7 +1069,7 @@ class FhirConnector:
                 units.extend(self._bundle(inner, None, None, where, tz, entry_raw))
                 continue
             units.append(self._entry(entry, where, context, tz, message=message, raw=entry_raw))
-        if btype == "transaction":
+        if whole:
             yield _transaction(units, position, raw, message)
             return
         if btype == "history":

@@ -1,6 +1,7 @@
 """Small feeds the project writes itself: a township centre's HL7 v2 CBC with Chinese names and
-its own codes and units, ADT and order messages, a FHIR transaction bundle and NDJSON, and a
-CSV export with its mapping document. They cover every connector path without ../shared.
+its own codes and units, ADT and order messages, a FHIR batch bundle (one entry invalid) and
+NDJSON, and a CSV export with its mapping document. They cover every connector path without
+../shared.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def _bundle() -> dict[str, Any]:
     return {
         "resourceType": "Bundle",
         "id": "b1",
-        "type": "transaction",
+        "type": "batch",
         "entry": [
             {
                 "fullUrl": "urn:uuid:0a0a0a0a-0000-0000-0000-000000000001",

@@ -123,7 +123,7 @@ def test_fhir_ndjson_one_unit_per_line_and_bad_lines_rejected() -> None:
         "Observation.ndjson:3",
     ]
     assert units[1].records[0].record.patient.local_id == "nd-1"  # type: ignore[union-attr]
-    assert "not JSON" in units[2].errors[0][1]
+    assert "line 3 (byte 491 of the file): not valid JSON at column 2" in units[2].errors[0][1]
     assert units[2].raw == b"{not json"
 
 

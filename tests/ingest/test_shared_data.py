@@ -151,3 +151,31 @@ def test_one_cbc_from_three_sources_under_the_same_loinc_codes_and_units(
     assert expected
     for code, values in expected.items():
         assert sorted(stored[code]) == pytest.approx(sorted(values)), code
+
+
+def test_fhir_samples_are_rejected_only_for_what_is_wrong(shared_dir: Path) -> None:
+    """Every FHIR sample through the connector: what is rejected, and why. The one rejection is
+    the R4 example `bundle-questionnaire.json`, whose nested items lack the required `linkId`
+    (1..1 in R4): invalid R4, rightly refused. Unmodelled types are counted, not dropped."""
+    from carepool.ingest.connectors import ParseOptions, connector_for
+
+    connector = connector_for("fhir")
+    rejected: dict[str, str] = {}
+    unmodelled: dict[str, int] = {}
+    received = 0
+    for folder in ("fhir-r4-examples", "synthea-fhir-ndjson", "synthea-fhir-bundles-localcodes"):
+        for path in sorted((shared_dir / "data" / folder).glob("*json")):
+            for unit in connector.units(
+                path.read_bytes(), source=path.name, options=ParseOptions()
+            ):
+                received += unit.received
+                for position, why in unit.errors:
+                    rejected[position] = why
+                for key, n in unit.unmodelled.items():
+                    unmodelled[key] = unmodelled.get(key, 0) + n
+    assert list(rejected) == ["bundle-questionnaire.json"]
+    assert (
+        "linkId: Value for the field 'linkId' is required" in rejected["bundle-questionnaire.json"]
+    )
+    assert received > 6000
+    assert unmodelled.get("resource:Condition", 0) > 0 and unmodelled.get("resource:Claim", 0) > 0

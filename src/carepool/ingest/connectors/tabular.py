@@ -2,9 +2,9 @@
 
 The mapping says which file is which table, which column feeds which record field, how dates are
 written, and the source's own local codes, units and department names (see
-`carepool/ingest/mappings/synthea.yaml`, shipped for Synthea exports). A row that cannot be read
-(no patient, a date in no known format) is rejected with the column and the value at fault; the
-header is kept with the row so the dead letter can be retried alone.
+docs/csv-mapping.md; `mappings/synthea.yaml` is shipped for Synthea exports). A row that cannot
+be read (no patient, a date in no known format) is rejected with the column and the value at
+fault; the header is kept with the row so the dead letter can be retried alone.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from carepool.core.errors import FieldError, InvalidInput
-from carepool.ingest.connectors.base import Parsed, ParseOptions, Unit, decode, parse_number
+from carepool.ingest.connectors.base import Parsed, ParseOptions, Unit, parse_number
+from carepool.ingest.connectors.charset import CharsetError, decode_bytes
 from carepool.records.schemas import (
     Coding,
     EncounterIn,
@@ -145,7 +146,8 @@ class MappingDocument(BaseModel):
     id_system: str
     timezone: str | None = None
     date_formats: list[str] = Field(default_factory=lambda: ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d"])
-    delimiter: str = ","
+    # The field separator; None: a comma, or a tab when the header has more tabs than commas.
+    delimiter: str | None = None
     code_system: str = ""
     local_codes: dict[str, str] = Field(default_factory=dict)
     units: dict[str, str] = Field(default_factory=dict)
@@ -163,6 +165,13 @@ class MappingDocument(BaseModel):
                     f"{t.record} (known: {', '.join(sorted(_FIELDS[t.record]))})"
                 )
         return tables
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, value: str | None) -> str | None:
+        if value is not None and len(value) != 1:
+            raise ValueError(f"a delimiter is one character (`,`, `;`, a tab), not {value!r}")
+        return value
 
     def table_for(self, filename: str, header: list[str]) -> TableMapping | None:
         base = Path(filename.split("#")[0].split(":")[0]).name
@@ -353,7 +362,7 @@ class _Reader:
         if kind == "observation":
             raw_value = self.get(row, "value")
             value_type = self.get(row, "value_type")
-            number, _comparator = parse_number(raw_value) if value_type != "string" else (None, "")
+            number, comparator = parse_number(raw_value) if value_type != "string" else (None, "")
             if value_type == "quantity" and raw_value and number is None:
                 value_type = "string"
             unit = self.get(row, "unit")
@@ -368,6 +377,7 @@ class _Reader:
                 category=self.get(row, "category"),
                 codings=self.codings(row),
                 text=self.get(row, "text"),
+                comparator=comparator if number is not None else "",
                 value_type=(value_type or ("quantity" if number is not None else "string"))
                 if raw_value
                 else "none",
@@ -442,49 +452,132 @@ def _pick_mapping(options: ParseOptions, source: str, header: list[str]) -> Mapp
     )
 
 
+# A cell may hold a whole report or an embedded document: allow 64 MiB (the csv default, 128 KiB,
+# raises on the first long cell and would end the file there).
+csv.field_size_limit(64 * 1024 * 1024)
+
+
+def _detail(exc: InvalidInput) -> str:
+    found = "; ".join(f"{e.location}: {e.message}" for e in exc.errors[:5])
+    return f"{exc.detail}: {found}" if found else exc.detail
+
+
+def _failed(source: str, data: bytes, reason: str) -> Unit:
+    unit = Unit(position=source, raw=data, message=source)
+    unit.errors.append((source, reason))
+    return unit
+
+
+def _missing_columns(doc: MappingDocument, source: str, header: list[str]) -> str:
+    """Why no table of `doc` fits: the table the file name points at and the columns it lacks."""
+    base = Path(source.split("#")[0].split(":")[0]).name
+    named = [t for t in doc.tables if any(fnmatch.fnmatch(base, p) for p in t.files)]
+    columns = set(header)
+    for t in named or sorted(doc.tables, key=lambda t: len(t.mapped_columns() - columns)):
+        missing = sorted(t.mapped_columns() - columns)
+        return (
+            f"{source}: the header lacks column(s) {', '.join(missing)} that mapping "
+            f"{doc.name!r} table {t.name!r} reads (header: {', '.join(header[:12])})"
+        )
+    return f"mapping {doc.name!r} has no tables"
+
+
 class CsvConnector:
-    """CSV exports read through a mapping document; one unit per data row."""
+    """CSV exports read through a mapping document; one unit per data row.
+
+    The bytes are decoded by `charset.decode_bytes` (a declared encoding, a byte-order mark,
+    UTF-8, or GB18030/Latin-1 detected with confidence; otherwise the file is refused unread,
+    never stored with replacement characters). Each row's raw is the header and the row,
+    written back in the file's own encoding, so a dead letter retries alone.
+    """
 
     format = "csv"
 
     def units(self, data: bytes, *, source: str, options: ParseOptions) -> Iterator[Unit]:
-        text = decode(data)
+        try:
+            yield from self._units(data, source, options)
+        except Exception as exc:  # a defect must not end the run or lose the input
+            yield _failed(source, data, f"cannot read the file: {type(exc).__name__}: {exc}")
+
+    def _units(self, data: bytes, source: str, options: ParseOptions) -> Iterator[Unit]:
+        if not data.strip():
+            yield _failed(source, data, f"{source} is empty: not even a header row")
+            return
+        try:
+            decoded = decode_bytes(data, declared=options.encoding)
+        except CharsetError as exc:
+            yield _failed(source, data, f"{source}: {exc.reason}")
+            return
+        text = decoded.text.lstrip("\ufeff")
+        # A row's raw is written in the encoding a retry will read it in: the declared one, the
+        # marked one (UTF-16/32 write their mark again), else UTF-8 (a detected GB18030 or Latin-1
+        # row alone may be too short to detect again).
+        codec = decoded.encoding if decoded.how in ("declared", "bom") else "utf-8"
+        if codec == "utf-8-sig":
+            codec = "utf-8"
         first_line = text.split("\n", 1)[0]
-        delimiter = "\t" if first_line.count("\t") > first_line.count(",") else ","
+        guessed = "\t" if first_line.count("\t") > first_line.count(",") else ","
+        explicit = options.mapping_doc is not None or options.mapping is not None
+        delimiter = guessed
+        if explicit:
+            try:
+                header_doc = _pick_mapping(options, source, [])
+            except InvalidInput as exc:
+                yield _failed(source, data, _detail(exc))
+                return
+            delimiter = header_doc.delimiter or guessed
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         try:
             header = [h.strip() for h in next(reader)]
         except StopIteration:
+            yield _failed(source, data, f"{source} is empty: not even a header row")
             return
         try:
             doc = _pick_mapping(options, source, header)
         except InvalidInput as exc:
-            unit = Unit(position=source, raw=data, message=source)
-            unit.errors.append((source, exc.detail))
-            yield unit
+            yield _failed(source, data, _detail(exc))
             return
         table = doc.table_for(source, header)
         if table is None:
-            unit = Unit(position=source, raw=data, message=source)
-            reason = f"mapping {doc.name!r} has no table whose columns fit {source}'s header"
-            unit.errors.append((source, reason))
-            yield unit
+            yield _failed(source, data, _missing_columns(doc, source, header))
             return
         reader_ = _Reader(doc, table, options.timezone)
         head = _line(header, delimiter)
-        for number, values in enumerate(reader, start=2):
+        line_no = reader.line_num + 1
+        while True:
+            number = line_no
+            try:
+                values = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:  # a quote never closed: the rest of the file is one field
+                position = f"{source}:{number}"
+                reason = f"line {number}: {exc}; the rest of the file cannot be split into rows"
+                yield _failed(position, data, reason)
+                break
+            line_no = reader.line_num + 1
             if not any(v.strip() for v in values):
                 continue
             position = f"{source}:{number}"
             line = _line(values, delimiter)
             unit = Unit(
                 position=position,
-                raw=f"{head}\n{line}\n".encode(),
+                raw=f"{head}\n{line}\n".encode(codec),
                 message=f"{source} ({doc.name}:{table.name})",
             )
             if len(values) != len(header):
+                few = "too few" if len(values) < len(header) else "too many"
                 unit.errors.append(
-                    (position, f"row has {len(values)} fields, the header has {len(header)}")
+                    (
+                        position,
+                        f"line {number}: {few} fields: the row has {len(values)}, the header "
+                        f"has {len(header)} (delimiter {delimiter!r})"
+                        + (
+                            "; a quote opened on this line never closes"
+                            if any("\n" in v for v in values)
+                            else ""
+                        ),
+                    )
                 )
                 yield unit
                 continue

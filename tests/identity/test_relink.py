@@ -216,3 +216,58 @@ def test_the_python_scorer_agrees_with_splink_on_the_fixture_pairs(fed: Fed) -> 
 def test_facts_of_a_record_without_identifiers_have_no_ids() -> None:
     row = features(PatientFacts("p", "m", name="张三", identifiers=(("CHN", ""),)))
     assert row["ids"] is None
+
+
+def test_a_new_record_is_linked_on_arrival_without_a_run(
+    client: TestClient, tokens: Tokens, fed: Fed, ingest: Ingest
+) -> None:
+    admin = tokens.admin()
+    _post(client, admin, "/api/v1/identity/runs")
+    ingest(A04_H009_ZHANG.encode() + b"\n", "a04.hl7", source="hosp")
+    with fed.sessions() as session:
+        h009 = _record(session, "HOSP", "H009")
+    out = _post(client, admin, "/api/v1/identity/link-records", patient_ids=[h009])
+    assert out["records"] == 1 and out["new_persons"] == 1
+    # H009 carries the id of H001 (one member): never linked automatically, it goes to review;
+    # and the person of H001 and C-77 does not take a second record of the hospital.
+    assert out["linked"] == []
+    assert _records(client, admin, fed.zhang_clinic) == {fed.zhang_hosp, fed.zhang_clinic}
+    assert _records(client, admin, h009) == {h009}
+    queue = client.get("/api/v1/identity/candidates", headers=admin).json()["items"]
+    assert any({c["patient_a"], c["patient_b"]} == {h009, fed.zhang_hosp} for c in queue)
+
+
+def test_em_training_on_a_small_population_falls_back_and_says_so(
+    client: TestClient, tokens: Tokens, fed: Fed
+) -> None:
+    run = _post(client, tokens.admin(), "/api/v1/identity/runs", training="em")
+    assert run["status"] == "succeeded"
+    assert run["model"]["training"] == "priors"
+    assert run["model"]["requested_training"] == "em"
+    assert "EM needs at least" in run["model"]["notes"][0]
+
+
+def test_a_new_member_record_joins_its_person_on_arrival_and_is_audited(
+    client: TestClient, tokens: Tokens, fed: Fed, ingest: Ingest
+) -> None:
+    admin = tokens.admin()
+    _post(client, admin, "/api/v1/identity/runs")
+    message = "\r".join(
+        [
+            "MSH|^~\\&|CLINIC|CLINIC||CAREPOOL|20260320090000+0800||ADT^A04|C-A04-5|P|2.5.1",
+            "EVN|A04|20260320090000+0800",
+            "PID|1||C-55^^^CLINIC^MR||LI^SI||19550101|F|||||139 0000 0000",
+        ]
+    )
+    ingest(message.encode() + b"\n", "a04.hl7", source="clinic")
+    with fed.sessions() as session:
+        c55 = _record(session, "CLINIC", "C-55")
+    out = _post(client, admin, "/api/v1/identity/link-records", patient_ids=[c55])
+    assert [sorted(x["patients"]) for x in out["linked"]] == [sorted([c55, fed.li_si])]
+    assert _records(client, admin, fed.li_si) == {fed.li_si, c55}
+    person = client.get(f"/api/v1/identity/patients/{c55}/person", headers=admin).json()
+    merge = next(h for h in person["history"] if h["action"] == "merge")
+    assert merge["cause"] == "auto" and "(on arrival)" in merge["reason"]
+    # Linking it again changes nothing.
+    again = _post(client, admin, "/api/v1/identity/link-records", patient_ids=[c55])
+    assert again["linked"] == [] and again["new_persons"] == 0

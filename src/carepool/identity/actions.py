@@ -1190,73 +1190,71 @@ def _session_scope(target: Session | sessionmaker[Session]) -> Any:
     return transaction(target)
 
 
-def do_relink_changed(
-    target: Session | sessionmaker[Session],
-    *,
-    actor: Principal,
-    patient_ids: Iterable[str] | None = None,
-    thresholds: matching.Thresholds | None = None,
-    channel: str = "ingest",
-) -> dict[str, Any]:
-    """Re-evaluate the links of records whose demographics or identifiers changed since the
-    index last looked (ADT^A08/A31, a FHIR update, a CSV row sent again with other values),
-    then match the changed records on arrival (`do_link_records`).
-
-    `patient_ids`: the records an ingest run stored (unchanged ones cost one hash compare);
-    None: every linked record. Takes a session (the caller's transaction) or a factory (one
-    transaction of its own). Returns what was changed, detached, queued and linked.
-    """
+def _require_consortium(actor: Principal, what: str) -> None:
     actor.require_scope("Identity", "write")
     if not actor.consortium_wide:
         raise PermissionDenied(
-            "re-evaluating links looks at every member's records; only consortium-wide "
-            "accounts and the system may do it",
+            f"{what} compares with every member's records; only consortium-wide accounts and "
+            "the system may do it",
             institution=actor.institution_id,
         )
-    thresholds = thresholds or matching.Thresholds()
-    with _session_scope(target) as session:
-        if patient_ids is None:
-            linked = [r[0] for r in session.execute(select(PersonLink.patient_id))]
-        else:
-            linked = list(service.persons_of(session, patient_ids=patient_ids))
-        facts = service.patient_facts(session, patient_ids=linked)
-        rows = {f.patient_id: features(f) for f in facts}
-        stored = service.stored_hashes(session, patient_ids=rows)
-        changed = sorted(p for p, r in rows.items() if stored.get(p) != facts_hash(r))
-        result = _reevaluate(
-            session,
-            actor=actor,
-            patient_ids=changed,
-            rows={p: rows[p] for p in changed},
-            thresholds=thresholds,
-            channel=channel,
-        )
-        linked_now = _link_rows(
-            session,
-            actor=actor,
-            rows=[rows[p] for p in changed],
-            thresholds=thresholds,
-            channel=channel,
-        )
+
+
+def _on_change(
+    session: Session,
+    *,
+    actor: Principal,
+    facts: list[Any],
+    thresholds: matching.Thresholds,
+    channel: str,
+) -> dict[str, Any]:
+    """Records as they are now: re-evaluate the persons of linked records whose features
+    changed, then match the changed and the new ones; unchanged linked records cost one hash
+    compare and nothing else."""
+    rows = {f.patient_id: features(f) for f in facts}
+    linked = service.persons_of(session, patient_ids=rows)
+    stored = service.stored_hashes(session, patient_ids=linked)
+    changed = sorted(p for p in linked if stored.get(p) != facts_hash(rows[p]))
+    new = sorted(p for p in rows if p not in linked)
+    result = _reevaluate(
+        session,
+        actor=actor,
+        patient_ids=changed,
+        rows={p: rows[p] for p in changed},
+        thresholds=thresholds,
+        channel=channel,
+    )
+    matched = _link_rows(
+        session,
+        actor=actor,
+        rows=[rows[p] for p in changed + new],
+        thresholds=thresholds,
+        channel=channel,
+    )
+    out = {
+        "records": len(rows),
+        "changed": len(changed),
+        "new_persons": matched["new_persons"],
+        "detached": result["detached"],
+        "linked": matched["linked"],
+        "review": result["review"] + matched["review"],
+    }
+    if changed or new:
         audit.record(
             session,
             actor=actor,
             action=AuditAction.EXECUTE,
-            entity_type="identity_relink",
+            entity_type="identity_link",
             entity_id=None,
-            after={"changed": changed, "detached": result["detached"]},
+            after={k: out[k] for k in ("changed", "detached", "linked", "review")},
             detail=(
-                f"re-evaluated {len(changed)} changed record(s): {len(result['detached'])} "
-                f"taken out of their person, {result['review'] + linked_now['review']} pair(s) "
-                f"to review, {len(linked_now['linked'])} linked"
+                f"{len(new)} new and {len(changed)} changed record(s): "
+                f"{len(out['detached'])} taken out of their person, {len(out['linked'])} "
+                f"link(s), {out['review']} pair(s) to review"
             ),
             source=channel,
         )
-        return {
-            **result,
-            "review": result["review"] + linked_now["review"],
-            "linked": linked_now["linked"],
-        }
+    return out
 
 
 def do_link_records(
@@ -1267,44 +1265,45 @@ def do_link_records(
     thresholds: matching.Thresholds | None = None,
     channel: str = "ingest",
 ) -> dict[str, Any]:
-    """Match new or changed records against the index on arrival (no full run).
+    """Match new or changed records on arrival (no full run): the call after an ingest run,
+    with the ids of the patient records it stored or updated.
 
-    Candidates come from indexed blocking keys (`service.blocking_candidates`, the keys of a
-    full run), pairs are scored by the prior model in Python (`matching.score`) and decided by
-    the same rules as a run (`_plan`: automatic links with the guard, one member never twice
-    in a person, exclusions kept, the rest to review). Each merge is one audited history row.
-    Returns the records seen, the links made and the pairs queued.
+    A changed record's person is re-evaluated first (`_reevaluate`). Candidates come from
+    indexed blocking keys (`service.blocking_candidates`, the keys of a full run), pairs are
+    scored by the prior model in Python (`matching.score`) and decided by the rules of a run
+    (`_plan`: automatic links with the guard, one member never twice in a person, exclusions
+    kept, the rest to review). Each merge is one audited history row. Takes a session (the
+    caller's transaction) or a factory (a transaction of its own). Idempotent.
     """
-    actor.require_scope("Identity", "write")
-    if not actor.consortium_wide:
-        raise PermissionDenied(
-            "linking on arrival compares with every member's records; only consortium-wide "
-            "accounts and the system may do it",
-            institution=actor.institution_id,
-        )
+    _require_consortium(actor, "linking on arrival")
     thresholds = thresholds or matching.Thresholds()
     with _session_scope(target) as session:
         facts = service.patient_facts(session, patient_ids=record_ids)
-        out = _link_rows(
-            session,
-            actor=actor,
-            rows=[features(f) for f in facts],
-            thresholds=thresholds,
-            channel=channel,
-        )
-        if out["records"]:
-            audit.record(
-                session,
-                actor=actor,
-                action=AuditAction.EXECUTE,
-                entity_type="identity_link",
-                entity_id=None,
-                after={"linked": out["linked"], "review": out["review"]},
-                detail=f"linked {out['records']} record(s) on arrival: "
-                f"{len(out['linked'])} link(s), {out['review']} pair(s) to review",
-                source=channel,
-            )
-        return out
+        return _on_change(session, actor=actor, facts=facts, thresholds=thresholds, channel=channel)
+
+
+def do_relink_changed(
+    target: Session | sessionmaker[Session],
+    *,
+    actor: Principal,
+    patient_ids: Iterable[str] | None = None,
+    thresholds: matching.Thresholds | None = None,
+    channel: str = "ingest",
+) -> dict[str, Any]:
+    """Re-evaluate the links of records whose demographics or identifiers changed since the
+    index last looked (ADT^A08/A31, a FHIR update, a CSV row sent again with other values),
+    and match them again: `do_link_records` over `patient_ids`, or (None) over every linked
+    record, for a scheduled sweep."""
+    _require_consortium(actor, "re-evaluating links")
+    thresholds = thresholds or matching.Thresholds()
+    with _session_scope(target) as session:
+        if patient_ids is None:
+            ids: list[str] = [r[0] for r in session.execute(select(PersonLink.patient_id))]
+        else:
+            ids = list(service.persons_of(session, patient_ids=patient_ids))
+        facts = service.patient_facts(session, patient_ids=ids)
+        out = _on_change(session, actor=actor, facts=facts, thresholds=thresholds, channel=channel)
+        return {k: out[k] for k in ("changed", "detached", "linked", "review")}
 
 
 def _link_rows(

@@ -168,3 +168,42 @@ def test_twins_are_labelled_for_the_reviewer() -> None:
     assert matching.guard(pair) is not None
     label = matching.label(pair.detail())
     assert label is not None and label.startswith("possible twins")
+
+
+def test_twins_reach_the_review_queue_labelled_as_such(
+    client: TestClient, tokens: Tokens, fed: Fed
+) -> None:
+    from carepool.ingest import actions as ingest_actions
+    from tests.ingest.conftest import SYSTEM
+
+    def pid(member: str, local: str, name: str) -> bytes:
+        return (
+            "\r".join(
+                [
+                    f"MSH|^~\\&|HIS|{member.upper()}||CAREPOOL|20260320090000+0800||ADT^A04|"
+                    f"{local}|P|2.4",
+                    "EVN|A04|20260320090000+0800",
+                    f"PID|1||{local}^^^{member.upper()}^MR||{name}||20010506|M|||"
+                    "和平路7号^^县城||13700001111",
+                ]
+            ).encode()
+            + b"\n"
+        )
+
+    for member, local, name in (("hosp", "H-T1", "李^大明"), ("clinic", "C-T2", "李^小明")):
+        ingest_actions.do_ingest(
+            fed.sessions,
+            actor=SYSTEM,
+            institution_id=member,
+            inputs=[ingest_actions.Input(name=f"{local}.hl7", data=pid(member, local, name))],
+        )
+    admin = tokens.admin()
+    assert client.post("/api/v1/identity/runs", json={}, headers=admin).status_code == 201
+    queue = client.get("/api/v1/identity/candidates", headers=admin).json()["items"]
+    (twins,) = [c for c in queue if {r["local_id"] for r in c["records"]} == {"H-T1", "C-T2"}]
+    assert twins["label"].startswith("possible twins")
+    persons = {
+        client.get(f"/api/v1/identity/patients/{p}/person", headers=admin).json()["person_id"]
+        for p in (twins["patient_a"], twins["patient_b"])
+    }
+    assert len(persons) == 2

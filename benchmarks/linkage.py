@@ -74,7 +74,8 @@ def population(n_records: int, seed: int = 7) -> tuple[list[PatientFacts], dict[
         )
         people = [(family, given, born, male)]
         if rng.random() < 0.02 and not latin:  # twins: same birth date, phone and address
-            people.append((family, rng.choice(GIVEN) + given[-1:], born, rng.random() < 0.5))
+            other = rng.choice([g for g in GIVEN if g != given[0]])
+            people.append((family, other + given[-1:], born, rng.random() < 0.5))
         for k, (fam, giv, dob, is_male) in enumerate(people):
             pid_person = person * 10 + k
             twin_nid = nid if k == 0 else (_nid(rng, dob, is_male) if nid else None)

@@ -207,3 +207,28 @@ def test_twins_reach_the_review_queue_labelled_as_such(
         for p in (twins["patient_a"], twins["patient_b"])
     }
     assert len(persons) == 2
+
+
+def test_twins_of_the_other_sex_with_one_name_are_not_linked_automatically() -> None:
+    from datetime import date
+
+    born = date(1966, 6, 29)
+    a = _row("a", "hosp", name="许敏国", sex="female", birth_date=born, phone="15830967903")
+    b = _row("b", "clinic", name="许敏国", sex="male", birth_date=born, phone="15830967903")
+    pair = matching.score(a, b)
+    assert pair.probability >= 0.99
+    assert matching.guard(pair) == "the sexes differ and no identifier agrees"
+
+
+def test_homophone_names_in_characters_need_an_identifier() -> None:
+    from datetime import date
+
+    born = date(2011, 3, 3)
+    a = _row("a", "hosp", name="郭平国", sex="male", birth_date=born, phone="18836095372")
+    b = _row("b", "clinic", name="郭萍国", sex="male", birth_date=born, phone="18836095372")
+    pair = matching.score(a, b)
+    assert pair.level("name").level == "same pinyin, other characters"
+    assert matching.guard(pair) == "the names only look alike and no identifier agrees"
+    # Written in pinyin at one member, the same name is the same name.
+    c = _row("c", "clinic", name="Guo Pingguo", sex="male", birth_date=born, phone="18836095372")
+    assert matching.guard(matching.score(a, c)) is None

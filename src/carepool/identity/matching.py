@@ -11,7 +11,8 @@ and addresses, 11-digit mobiles, check-digit ids) and give these weights (log2 m
 
     field     level                          m       u        weight
     name      same characters                0.70    4e-4     +10.8
-              same pinyin (or Latin letters) 0.18    1e-3      +7.5
+              same pinyin, other characters  0.02    2e-4      +6.6
+              same pinyin (or Latin letters) 0.16    8e-4      +7.6
               surname/given swapped          0.02    1e-4      +7.6
               two adjacent letters swapped   0.03    1e-4      +8.2
               same sound (Latin script)      0.02    5e-4      +5.3
@@ -54,8 +55,9 @@ strangers silently. Levels the sample never observed keep their prior.
 
 Decisions: a pair at or above `Thresholds.auto_link` is linked automatically if it also passes
 the guard (the names agree, or only look alike but an identifier agrees; the national ids do not
-conflict; an identifier or the birth date agrees, a swapped or one-digit-off date counting as
-agreeing; with no birth date, the same phone and address). Pairs from one member are never
+conflict; the sexes agree unless an identifier does; an identifier or the birth date agrees, a
+swapped or one-digit-off date counting as agreeing; with no birth date, the same phone and
+address). Pairs from one member are never
 linked automatically (a member's own duplicate registrations are for its staff to confirm), nor
 is a pair whose persons already hold records of one same member. `score` is the same model in
 Python, for one record at a time (`do_link_records`, `do_relink_changed`). Pairs at or above
@@ -207,7 +209,19 @@ FIELDS: tuple[Field, ...] = (
         "name_key_l IS NULL OR name_key_r IS NULL",
         (
             Level("same characters", "name_han_l = name_han_r", 0.70, 4e-4, py=_eq("name_han")),
-            Level("same pinyin", "name_key_l = name_key_r", 0.18, 1e-3, py=_eq("name_key")),
+            Level(
+                "same pinyin, other characters",
+                "name_han_l <> name_han_r AND name_key_l = name_key_r",
+                0.02,
+                2e-4,
+                py=lambda a, b: (
+                    a["name_han"] is not None
+                    and b["name_han"] is not None
+                    and a["name_han"] != b["name_han"]
+                    and a["name_key"] == b["name_key"]
+                ),
+            ),
+            Level("same pinyin", "name_key_l = name_key_r", 0.16, 8e-4, py=_eq("name_key")),
             Level(
                 "surname and given name swapped",
                 "name_key_l = name_rev_r OR name_rev_l = name_key_r",
@@ -368,6 +382,10 @@ class LinkageResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+# Name levels that two different people's names reach often (siblings, homophones).
+LOOK_ALIKE = ("same pinyin, other characters", "same sound", "similar pinyin")
+
+
 def guard(pair: ScoredPair) -> str | None:
     """Why a pair may not be linked automatically however high it scores (None: it may)."""
     name = pair.level("name")
@@ -377,9 +395,13 @@ def guard(pair: ScoredPair) -> str | None:
     if nid.level == "different national ids":
         return "the national ids differ"
     same_id = nid.level == "same national id" or pair.level("ids").level == "same identifier"
-    if name.level in ("similar pinyin", "same sound") and not same_id:
-        # 大明 and 小明 (twins, siblings) differ in one syllable: only an id tells them apart.
+    if name.level in LOOK_ALIKE and not same_id:
+        # 大明 and 小明 (twins, siblings) differ in one syllable, 张伟 and 张薇 only in writing:
+        # only an id tells them apart.
         return "the names only look alike and no identifier agrees"
+    if pair.level("sex").level == "different" and not same_id:
+        # Twins of the other sex share everything else; a wrong sex alone is for a person.
+        return "the sexes differ and no identifier agrees"
     dob = pair.level("dob")
     if same_id or dob.level in ("same date", "day and month swapped", "one digit off or swapped"):
         return None
@@ -396,7 +418,7 @@ def label(levels: dict[str, dict[str, Any]]) -> str | None:
         return (levels.get(name) or {}).get("level")
 
     household = lv("phone") == "same" or lv("address") == "same"
-    if lv("dob") == "same date" and household and lv("name") in ("similar pinyin", "different"):
+    if lv("dob") == "same date" and household and lv("name") in (*LOOK_ALIKE, "different"):
         return "possible twins or siblings: same birth date and household, other given name"
     if lv("name") in ("same characters", "same pinyin") and (
         lv("nid") == "different national ids" or lv("dob") == "different"

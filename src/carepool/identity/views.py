@@ -228,14 +228,14 @@ def reject_candidate(id: int, body: Decision, session: DbSession, caller: Caller
 # -- persons, merge, unmerge ----------------------------------------------------------------------
 
 
-@router.get("/persons", summary="Persons of the index (of the caller's member for a member)")
+@router.get("/persons", summary="Persons of the index (a member's user: of their member)")
 def list_persons(
     session: DbSession,
     caller: Caller,
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
 ) -> dict[str, Any]:
-    """Active persons, those with most records first. A member's user sees the persons with a
+    """Active persons, most recently changed first. A member's user sees the persons with a
     record at their member (with every member's record of them); the consortium sees all."""
     caller.require_scope("Identity", "read")
     items, total = service.get_persons(

@@ -57,3 +57,9 @@ def test_link_review_merge_unmerge_from_the_command_line(db_url: str, fed: Fed) 
         app, ["identity", "link", "--db", db_url, "--auto", "0.3", "--review", "0.6"]
     )
     assert bad_thresholds.exit_code == 1
+
+
+def test_relink_from_the_command_line_reports_nothing_changed(db_url: str, fed: Fed) -> None:
+    _json(db_url, "link")
+    out = _json(db_url, "relink")
+    assert out == {"changed": 0, "detached": [], "review": 0, "linked": []}

@@ -102,7 +102,7 @@ def test_same_person_links_namesakes_do_not_and_the_guard_holds() -> None:
     twins = pairs[("d", "e")]
     assert twins.probability >= 0.99  # one syllable apart, same birth date, phone, address
     assert twins.level("name").level == "similar pinyin"
-    assert matching.guard(twins) == "the names only look alike and no national id agrees"
+    assert matching.guard(twins) == "the names only look alike and no identifier agrees"
     assert result.model["training"] == "priors"
     weights = {lv["level"]: lv["weight"] for lv in result.model["fields"]["nid"]}
     assert weights["same national id"] == pytest.approx(19.9, abs=0.1)

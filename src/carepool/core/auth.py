@@ -92,6 +92,11 @@ ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
 }
 
 
+# Roles that may belong to the consortium itself rather than a member (institution None):
+# such a data steward sees and governs every member's data, a member's steward only its own.
+CONSORTIUM_ROLES = frozenset({Role.CONSORTIUM_ADMIN, Role.DATA_STEWARD})
+
+
 class User(Base):
     __tablename__ = "app_user"
 
@@ -136,8 +141,11 @@ class Principal:
 
     @property
     def consortium_wide(self) -> bool:
-        """True for the system and consortium administrators: they act for every member."""
-        return self.system or self.role == Role.CONSORTIUM_ADMIN
+        """True for the system, consortium administrators and the consortium's own data
+        stewards (a steward of no member): they act for every member, within their scopes."""
+        if self.system or self.role == Role.CONSORTIUM_ADMIN:
+            return True
+        return self.role in CONSORTIUM_ROLES and self.institution_id is None
 
     def has_scope(self, area: str, access: str) -> bool:
         if self.system:
@@ -367,7 +375,7 @@ def create_user(
     institution_id: InstitutionId | None,
 ) -> User:
     """Add a user (no audit: callers go through `do_create_user`)."""
-    if role != Role.CONSORTIUM_ADMIN and institution_id is None:
+    if role not in CONSORTIUM_ROLES and institution_id is None:
         raise PermissionDenied(f"role {role.value} needs an institution")
     user = User(
         username=username, display_name=display_name, role=role, institution_id=institution_id

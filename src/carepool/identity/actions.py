@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from carepool.core import audit, events
@@ -42,9 +42,10 @@ from carepool.identity.models import (
     Person,
     PersonLink,
     PersonStatus,
+    RecordFacts,
     RunStatus,
 )
-from carepool.identity.normalise import features
+from carepool.identity.normalise import FEATURE_COLUMNS, facts_hash, features
 from carepool.records.consent import actions as consent_actions
 from carepool.records.consent import service as consent_service
 from carepool.records.consent.models import PersonConsent, Sharing
@@ -244,6 +245,13 @@ def do_merge_persons(
     )
 
 
+_EVENT_OF = {
+    HistoryAction.UNMERGE: "unmerged",
+    HistoryAction.DETACH: "detached",
+    HistoryAction.RELINK: "relinked",
+}
+
+
 def _split(
     session: Session,
     *,
@@ -255,8 +263,11 @@ def _split(
     reverses: int | None,
     reason: str,
     channel: str,
+    exclude: bool = True,
+    cause: str = "manual",
 ) -> HistoryEvent:
-    """Move `moved` records from `person` to `target` and keep them apart from now on."""
+    """Move `moved` records from `person` to `target` (and, if `exclude`, keep them apart from
+    now on: a person said so; a re-evaluation does not, the records may match again)."""
     now = utcnow()
     remaining = [p for p, _m in service.records_of(session, person_id=person.id) if p not in moved]
     session.flush()
@@ -276,13 +287,14 @@ def _split(
     target.status = PersonStatus.ACTIVE
     target.merged_into = None
     target.updated_at = person.updated_at = now
-    _add_exclusions(session, actor, moved, remaining, action.value)
+    if exclude:
+        _add_exclusions(session, actor, moved, remaining, action.value)
     event = HistoryEvent(
         action=action,
         person_id=person.id,
         other_id=target.id,
         patient_ids=moved,
-        cause="manual",
+        cause=cause,
         reverses=reverses,
         actor=actor.username,
         at=now,
@@ -310,7 +322,7 @@ def _split(
     )
     events.emit(
         session,
-        type=f"identity.person.{'unmerged' if action is HistoryAction.UNMERGE else 'detached'}",
+        type=f"identity.person.{_EVENT_OF[action]}",
         entity_type="person",
         entity_id=person.id,
         payload={"to": target.id, "patients": moved, "history_id": event.id},
@@ -544,10 +556,20 @@ def _plan(
     person_of: dict[str, str],
     members: dict[str, list[str]],
     exclusions: set[tuple[str, str]],
+    joined: Iterable[tuple[str, str]] = (),
 ) -> tuple[_Plan, _Groups]:
-    """Decide, most likely pairs first, which persons to merge and which pairs to review."""
+    """Decide, most likely pairs first, which persons to merge and which pairs to review.
+
+    An automatic merge never gives a person two records of one member, however the chain of
+    pairs runs (A1~B1 and B1~A2 link A1 and B1; A2 goes to review). `joined` are persons
+    already held together (by a reviewer) before any pair is considered.
+    """
     plan = _Plan()
     groups = _Groups(person_of, {k: list(v) for k, v in members.items()})
+    for x, y in joined:
+        rx, ry = groups.find(x), groups.find(y)
+        if rx != ry:
+            groups.union(rx, ry)
     excluded_by: dict[str, set[str]] = {}
     for a, b in exclusions:
         excluded_by.setdefault(a, set()).add(b)
@@ -577,6 +599,12 @@ def _plan(
             why = "both records are of one member"
         else:
             why = matching.guard(pair)
+        if why is None:
+            shared = {institution_of[p] for p in groups.members.get(ra, [])} & {
+                institution_of[p] for p in groups.members.get(rb, [])
+            }
+            if shared:
+                why = f"the persons already hold records of one member ({min(shared)})"
         if why is None and blocked(ra, rb):
             why = "the persons hold records marked as different people"
         if why is not None:
@@ -663,6 +691,21 @@ def do_link(
         step("apply")
         t1 = time.perf_counter()
         with transaction(factory) as session:
+            # Links made on facts a feed has changed since are re-evaluated first.
+            stored = service.stored_hashes(session)
+            changed = [
+                r["unique_id"]
+                for r in rows
+                if r["unique_id"] in stored and stored[r["unique_id"]] != facts_hash(r)
+            ]
+            relinked = _reevaluate(
+                session,
+                actor=actor,
+                patient_ids=changed,
+                rows={r["unique_id"]: r for r in rows if r["unique_id"] in set(changed)},
+                thresholds=thresholds,
+                channel=channel,
+            )
             summary = _apply(
                 session,
                 actor=actor,
@@ -672,6 +715,7 @@ def do_link(
                 thresholds=thresholds,
                 channel=channel,
             )
+            _store_facts(session, rows, replace_all=True)
             timings["apply"] = time.perf_counter() - t1
             run = session.get(LinkRun, run_id)
             assert run is not None
@@ -682,7 +726,7 @@ def do_link(
             run.excluded = summary["excluded"]
             run.new_persons = summary["new_persons"]
             run.persons = service.count_persons(session)
-            run.model = result.model
+            run.model = {**result.model, "relinked": relinked["detached"]}
             run.timings = {k: round(v, 3) for k, v in timings.items()}
             run.status = RunStatus.SUCCEEDED
             run.phase = "done"
@@ -938,12 +982,439 @@ def _write_candidates(
     return opened
 
 
+# -- what links were made on; re-evaluation; linking on arrival -----------------------------------
+
+
+def _store_facts(
+    session: Session, rows: list[dict[str, Any]], *, replace_all: bool = False
+) -> None:
+    """Remember the features each record was last evaluated on (and its blocking keys)."""
+    now = utcnow()
+    if replace_all:
+        session.execute(delete(RecordFacts))
+    else:
+        ids = [r["unique_id"] for r in rows]
+        for i in range(0, len(ids), 1000):
+            session.execute(
+                delete(RecordFacts).where(RecordFacts.patient_id.in_(ids[i : i + 1000]))
+            )
+    values = [
+        {
+            "patient_id": r["unique_id"],
+            **{c: r[c] for c in FEATURE_COLUMNS[1:]},
+            "facts_hash": facts_hash(r),
+            "evaluated_at": now,
+        }
+        for r in rows
+    ]
+    for i in range(0, len(values), 5000):
+        session.execute(insert(RecordFacts), values[i : i + 5000])
+
+
+def _open_candidate(
+    session: Session,
+    *,
+    pair: matching.ScoredPair,
+    why: str,
+    institution_of: dict[str, str],
+    run_id: str | None = None,
+    keep_open: bool = False,
+) -> bool:
+    """Put a pair in the review queue (or refresh it); a decided pair stays decided. True if
+    the pair was not open before (so callers count each queued pair once)."""
+    now = utcnow()
+    row = session.scalar(
+        select(Candidate).where(Candidate.patient_a == pair.a, Candidate.patient_b == pair.b)
+    )
+    if row is None:
+        row = Candidate(
+            patient_a=pair.a,
+            patient_b=pair.b,
+            institution_a=institution_of[pair.a],
+            institution_b=institution_of[pair.b],
+            created_at=now,
+        )
+        session.add(row)
+    elif row.status not in (CandidateStatus.OPEN, CandidateStatus.SUPERSEDED):
+        return False
+    fresh = row.status is not CandidateStatus.OPEN
+    if keep_open and not fresh:
+        return False  # already queued, with the reason it was queued for
+    row.status = CandidateStatus.OPEN
+    row.match_probability = pair.probability
+    row.match_weight = pair.weight
+    row.detail = pair.detail()
+    row.reason = why[:200]
+    row.run_id = run_id
+    row.updated_at = now
+    session.flush()
+    return fresh
+
+
+def _human_pairs(session: Session, patient_ids: list[str]) -> list[tuple[str, str]]:
+    """Pairs among `patient_ids` that a reviewer accepted: they stay together."""
+    stmt = select(Candidate.patient_a, Candidate.patient_b).where(
+        Candidate.status == CandidateStatus.ACCEPTED,
+        Candidate.patient_a.in_(patient_ids),
+        Candidate.patient_b.in_(patient_ids),
+    )
+    return [(r[0], r[1]) for r in session.execute(stmt)]
+
+
+def _steward_merged(session: Session, person_id: str) -> bool:
+    stmt = select(HistoryEvent.id).where(
+        HistoryEvent.person_id == person_id,
+        HistoryEvent.action == HistoryAction.MERGE,
+        HistoryEvent.cause == "manual",
+        HistoryEvent.undone_by.is_(None),
+    )
+    return session.scalar(stmt.limit(1)) is not None
+
+
+def _reevaluate(
+    session: Session,
+    *,
+    actor: Principal,
+    patient_ids: list[str],
+    rows: dict[str, dict[str, Any]],
+    thresholds: matching.Thresholds,
+    channel: str,
+) -> dict[str, Any]:
+    """Check again, on their current facts, the persons of records that changed.
+
+    The records of each such person are scored pairwise and regrouped by the rules of an
+    automatic link (reviewer-accepted pairs stay joined); the group with most records keeps
+    the person, every other group gets a person of its own (history `relink`, audited, no
+    exclusion: the records may match again), and its best pair with the kept records goes to
+    review when it is still doubtful. A person a steward merged by hand is not split: its
+    changed pairs go to review.
+    """
+    persons = service.persons_of(session, patient_ids=patient_ids)
+    records = service.records_of_persons(session, person_ids=set(persons.values()))
+    need = [p for recs in records.values() for p, _m in recs if p not in rows]
+    rows = {
+        **rows,
+        **{f.patient_id: features(f) for f in service.patient_facts(session, patient_ids=need)},
+    }
+    changed = set(patient_ids)
+    detached: list[dict[str, Any]] = []
+    review = 0
+    for person_id, recs in sorted(records.items()):
+        if len(recs) < 2:
+            continue
+        institution_of = dict(recs)
+        ids = [p for p, _m in recs if p in rows]
+        pairs = [matching.score(rows[a], rows[b]) for i, a in enumerate(ids) for b in ids[i + 1 :]]
+        pairs = [p for p in pairs if p.probability >= thresholds.review]
+        pairs.sort(key=lambda p: (-p.probability, p.a, p.b))
+        if _steward_merged(session, person_id):
+            for pair in pairs:
+                if (pair.a in changed or pair.b in changed) and (
+                    pair.probability < thresholds.auto_link or matching.guard(pair)
+                ):
+                    review += _open_candidate(
+                        session,
+                        pair=pair,
+                        why="a steward merged these; a record changed since and no longer "
+                        "clearly matches",
+                        institution_of=institution_of,
+                    )
+            continue
+        _unused, groups = _plan(
+            pairs,
+            thresholds=thresholds,
+            institution_of=institution_of,
+            person_of={p: p for p in ids},
+            members={p: [p] for p in ids},
+            exclusions=set(),
+            joined=_human_pairs(session, ids),
+        )
+        roots: dict[str, list[str]] = {}
+        for p in ids:
+            roots.setdefault(groups.find(p), []).append(p)
+        if len(roots) == 1:
+            continue
+        # The group with most records keeps the person; then the one with fewest changes.
+        ordered = sorted(
+            roots.values(),
+            key=lambda g: (-len(g), sum(p in changed for p in g), min(g)),
+        )
+        keep, rest = ordered[0], ordered[1:]
+        person = service.get_person(session, id=person_id)
+        for group in rest:
+            target = Person(id=new_person_id())
+            session.add(target)
+            session.flush()
+            reason = (
+                "re-evaluated after a change of "
+                + ", ".join(sorted(changed & set(ids)))
+                + ": no longer matches "
+                + ", ".join(keep)
+            )
+            _split(
+                session,
+                actor=actor,
+                person=person,
+                target=target,
+                moved=sorted(group),
+                action=HistoryAction.RELINK,
+                reverses=None,
+                reason=reason,
+                channel=channel,
+                exclude=False,
+                cause="relink",
+            )
+            detached.append({"from": person_id, "to": target.id, "patients": sorted(group)})
+            doubtful = [
+                p
+                for p in pairs
+                if (p.a in group) != (p.b in group) and (p.a in keep or p.b in keep)
+            ]
+            if doubtful:
+                best = doubtful[0]
+                why = matching.guard(best) or "below the automatic-link threshold"
+                review += _open_candidate(
+                    session,
+                    pair=best,
+                    why=f"was linked; a record changed and {why}",
+                    institution_of=institution_of,
+                )
+    return {"changed": len(changed), "detached": detached, "review": review}
+
+
+def _session_scope(target: Session | sessionmaker[Session]) -> Any:
+    if isinstance(target, Session):
+        from contextlib import nullcontext
+
+        return nullcontext(target)
+    return transaction(target)
+
+
+def _require_consortium(actor: Principal, what: str) -> None:
+    actor.require_scope("Identity", "write")
+    if not actor.consortium_wide:
+        raise PermissionDenied(
+            f"{what} compares with every member's records; only consortium-wide accounts and "
+            "the system may do it",
+            institution=actor.institution_id,
+        )
+
+
+def _on_change(
+    session: Session,
+    *,
+    actor: Principal,
+    facts: list[Any],
+    thresholds: matching.Thresholds,
+    channel: str,
+) -> dict[str, Any]:
+    """Records as they are now: re-evaluate the persons of linked records whose features
+    changed, then match the changed and the new ones; unchanged linked records cost one hash
+    compare and nothing else."""
+    rows = {f.patient_id: features(f) for f in facts}
+    linked = service.persons_of(session, patient_ids=rows)
+    stored = service.stored_hashes(session, patient_ids=linked)
+    changed = sorted(p for p in linked if stored.get(p) != facts_hash(rows[p]))
+    new = sorted(p for p in rows if p not in linked)
+    result = _reevaluate(
+        session,
+        actor=actor,
+        patient_ids=changed,
+        rows={p: rows[p] for p in changed},
+        thresholds=thresholds,
+        channel=channel,
+    )
+    matched = _link_rows(
+        session,
+        actor=actor,
+        rows=[rows[p] for p in changed + new],
+        thresholds=thresholds,
+        channel=channel,
+    )
+    out = {
+        "records": len(rows),
+        "changed": len(changed),
+        "new_persons": matched["new_persons"],
+        "detached": result["detached"],
+        "linked": matched["linked"],
+        "review": result["review"] + matched["review"],
+    }
+    if changed or new:
+        audit.record(
+            session,
+            actor=actor,
+            action=AuditAction.EXECUTE,
+            entity_type="identity_link",
+            entity_id=None,
+            after={k: out[k] for k in ("changed", "detached", "linked", "review")},
+            detail=(
+                f"{len(new)} new and {len(changed)} changed record(s): "
+                f"{len(out['detached'])} taken out of their person, {len(out['linked'])} "
+                f"link(s), {out['review']} pair(s) to review"
+            ),
+            source=channel,
+        )
+    return out
+
+
+def do_link_records(
+    target: Session | sessionmaker[Session],
+    *,
+    actor: Principal,
+    record_ids: Iterable[str],
+    thresholds: matching.Thresholds | None = None,
+    channel: str = "ingest",
+) -> dict[str, Any]:
+    """Match new or changed records on arrival (no full run): the call after an ingest run,
+    with the ids of the patient records it stored or updated.
+
+    A changed record's person is re-evaluated first (`_reevaluate`). Candidates come from
+    indexed blocking keys (`service.blocking_candidates`, the keys of a full run), pairs are
+    scored by the prior model in Python (`matching.score`) and decided by the rules of a run
+    (`_plan`: automatic links with the guard, one member never twice in a person, exclusions
+    kept, the rest to review). Each merge is one audited history row. Takes a session (the
+    caller's transaction) or a factory (a transaction of its own). Idempotent.
+    """
+    _require_consortium(actor, "linking on arrival")
+    thresholds = thresholds or matching.Thresholds()
+    with _session_scope(target) as session:
+        facts = service.patient_facts(session, patient_ids=record_ids)
+        return _on_change(session, actor=actor, facts=facts, thresholds=thresholds, channel=channel)
+
+
+def do_relink_changed(
+    target: Session | sessionmaker[Session],
+    *,
+    actor: Principal,
+    patient_ids: Iterable[str] | None = None,
+    thresholds: matching.Thresholds | None = None,
+    channel: str = "ingest",
+) -> dict[str, Any]:
+    """Re-evaluate the links of records whose demographics or identifiers changed since the
+    index last looked (ADT^A08/A31, a FHIR update, a CSV row sent again with other values),
+    and match them again: `do_link_records` over `patient_ids`, or (None) over every linked
+    record, for a scheduled sweep."""
+    _require_consortium(actor, "re-evaluating links")
+    thresholds = thresholds or matching.Thresholds()
+    with _session_scope(target) as session:
+        if patient_ids is None:
+            ids: list[str] = [r[0] for r in session.execute(select(PersonLink.patient_id))]
+        else:
+            ids = list(service.persons_of(session, patient_ids=patient_ids))
+        facts = service.patient_facts(session, patient_ids=ids)
+        out = _on_change(session, actor=actor, facts=facts, thresholds=thresholds, channel=channel)
+        return {k: out[k] for k in ("changed", "detached", "linked", "review")}
+
+
+def _link_rows(
+    session: Session,
+    *,
+    actor: Principal,
+    rows: list[dict[str, Any]],
+    thresholds: matching.Thresholds,
+    channel: str,
+) -> dict[str, Any]:
+    now = utcnow()
+    persons = service.persons_of(session, patient_ids=[r["unique_id"] for r in rows])
+    new_persons = 0
+    for r in rows:
+        if r["unique_id"] not in persons:
+            pid = new_person_id()
+            session.add(Person(id=pid, created_at=now, updated_at=now))
+            session.flush()
+            session.add(
+                PersonLink(
+                    patient_id=r["unique_id"],
+                    person_id=pid,
+                    institution_id=r["institution_id"],
+                    source=LinkSource.NEW,
+                    linked_by=actor.username,
+                    linked_at=now,
+                )
+            )
+            persons[r["unique_id"]] = pid
+            new_persons += 1
+    session.flush()
+    _store_facts(session, rows)
+    pairs: dict[tuple[str, str], matching.ScoredPair] = {}
+    for r in rows:
+        for other in service.blocking_candidates(session, r):
+            pair = matching.score(r, other)
+            if pair.probability >= thresholds.review:
+                pairs[(pair.a, pair.b)] = pair
+    linked: list[dict[str, Any]] = []
+    review = 0
+    if pairs:
+        involved = {p for key in pairs for p in key}
+        person_of = service.persons_of(session, patient_ids=involved)
+        members = {
+            k: [p for p, _m in v]
+            for k, v in service.records_of_persons(
+                session, person_ids=set(person_of.values())
+            ).items()
+        }
+        institution_of = {
+            p: m
+            for v in service.records_of_persons(
+                session, person_ids=set(person_of.values())
+            ).values()
+            for p, m in v
+        }
+        every = [p for recs in members.values() for p in recs]
+        exclusions = {
+            (e.patient_a, e.patient_b) for e in _exclusions_between(session, every, every)
+        }
+        ordered = sorted(pairs.values(), key=lambda p: (-p.probability, p.a, p.b))
+        plan, groups = _plan(
+            ordered,
+            thresholds=thresholds,
+            institution_of=institution_of,
+            person_of=person_of,
+            members=members,
+            exclusions=exclusions,
+        )
+        for survivor_id, other_id, pair in plan.merges:
+            _merge(
+                session,
+                actor=actor,
+                survivor=service.get_person(session, id=survivor_id),
+                other=service.get_person(session, id=other_id),
+                cause="auto",
+                source=LinkSource.AUTO,
+                reason=f"{pair.a} ~ {pair.b}: match probability {pair.probability:.6f} "
+                "(on arrival)",
+                probability=pair.probability,
+                channel=channel,
+            )
+            linked.append(
+                {
+                    "patients": [pair.a, pair.b],
+                    "person_id": survivor_id,
+                    "probability": pair.probability,
+                }
+            )
+        for pair, why in plan.review:
+            if groups.find(person_of[pair.a]) == groups.find(person_of[pair.b]):
+                continue
+            review += _open_candidate(
+                session, pair=pair, why=why, institution_of=institution_of, keep_open=True
+            )
+    return {
+        "records": len(rows),
+        "new_persons": new_persons,
+        "linked": linked,
+        "review": review,
+    }
+
+
 __all__ = [
     "do_accept_candidate",
     "do_detach_record",
     "do_link",
+    "do_link_records",
     "do_merge_persons",
     "do_reject_candidate",
+    "do_relink_changed",
     "do_set_person_consent",
     "do_unmerge",
 ]

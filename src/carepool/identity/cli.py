@@ -1,6 +1,8 @@
 """`carepool identity ...`: run matching, work the review queue, merge, unmerge, show persons.
 
-`carepool identity link [--db URL] [--json]` matches every patient record of the consortium;
+`carepool identity link [--db URL] [--json]` matches every patient record of the consortium
+(schedule it, e.g. nightly, to re-train the model); `carepool identity relink [ID...]`
+re-evaluates links of records a feed changed and matches them again (after an ingest run);
 `carepool identity review list|show|accept|reject` works the review queue;
 `carepool identity merge|unmerge|detach` correct the index by hand; `carepool identity person ID`
 shows a person (or the person of a patient record) with its records and history.
@@ -95,6 +97,26 @@ def link(
             progress=lambda phase, done: progress.update(task, description=phase, completed=done),
         )
     print_result(run, _run_text(run), as_json=as_json)
+
+
+@app.command("relink")
+def relink(
+    patients: Annotated[
+        list[str] | None, typer.Argument(help="Patient record ids (default: every linked one)")
+    ] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-evaluate links whose records changed since, then match those records again."""
+    with command_session(db, as_json=as_json) as session:
+        out = actions.do_relink_changed(
+            session, actor=CLI_ACTOR, patient_ids=patients or None, channel="cli"
+        )
+    text = (
+        f"{out['changed']} changed record(s): {len(out['detached'])} taken out of their "
+        f"person, {len(out['linked'])} linked, {out['review']} pair(s) to review"
+    )
+    print_result(out, text, as_json=as_json)
 
 
 @app.command("runs")

@@ -59,6 +59,7 @@ class HistoryAction(enum.StrEnum):
     MERGE = "merge"
     UNMERGE = "unmerge"
     DETACH = "detach"
+    RELINK = "relink"  # a changed record no longer matched its person and was taken out
 
 
 class RunStatus(enum.StrEnum):
@@ -177,6 +178,41 @@ class HistoryEvent(Base):
     actor: Mapped[str] = mapped_column(String(64), nullable=False)
     at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
     reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+
+
+class RecordFacts(Base):
+    """What the index last evaluated of a record: its matching features and their hash.
+
+    Two jobs: a record whose current features hash differently was changed by a feed since
+    (`do_relink_changed` re-evaluates its person), and the indexed columns are the blocking
+    keys an incremental link (`do_link_records`) looks candidates up by, without a full run.
+    """
+
+    __tablename__ = "identity_record"
+    __table_args__ = (
+        Index("ix_identity_record_name_year", "name_key", "birth_year"),
+        Index("ix_identity_record_rev_year", "name_rev", "birth_year"),
+        Index("ix_identity_record_dob_initial", "dob", "name_initial"),
+    )
+
+    patient_id: Mapped[str] = mapped_column(
+        ForeignKey("patient.id", ondelete="CASCADE"), primary_key=True
+    )
+    institution_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    name_han: Mapped[str | None] = mapped_column(String(200))
+    name_key: Mapped[str | None] = mapped_column(String(200))
+    name_rev: Mapped[str | None] = mapped_column(String(200))
+    name_initial: Mapped[str | None] = mapped_column(String(4))
+    name_phonetic: Mapped[str | None] = mapped_column(String(200))
+    sex: Mapped[str | None] = mapped_column(String(10))
+    dob: Mapped[str | None] = mapped_column(String(8))
+    birth_year: Mapped[str | None] = mapped_column(String(4))
+    nid: Mapped[str | None] = mapped_column(String(40), index=True)
+    phone: Mapped[str | None] = mapped_column(String(40), index=True)
+    address: Mapped[str | None] = mapped_column(String(400))
+    ids: Mapped[str | None] = mapped_column(Text)  # other identifiers: `system|value` lines
+    facts_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    evaluated_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
 
 
 class LinkRun(Base):

@@ -9,6 +9,7 @@ without the country code, addresses become pinyin letters and digits.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from typing import Any
 from pypinyin import lazy_pinyin
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_HAN_OR_DIGIT = re.compile(r"[\u3400-\u9fff\uf900-\ufaff0-9]")
+_SPACE = re.compile(r"\s+")
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
@@ -144,17 +147,41 @@ class NameKeys:
     key: str | None  # pinyin (or Latin) letters, surname first: `zhangsan`
     rev: str | None  # given name first: `sanzhang` (a name written in the other order)
     initial: str | None  # first letter of `key`, for blocking
+    phonetic: str | None = None  # a Latin-script name's sound, word by word (`phonetic_key`)
+
+
+_SOUND = str.maketrans("bfpvcgjkqsxzdtlmnr", "111122222222334556")
+
+
+def phonetic_key(words: list[str]) -> str | None:
+    """A sound key of Latin-script words, sorted (Soundex-like: first letter, then consonant
+    classes, vowels and h/w/y dropped, runs folded): `Jon Smith` and `John Smyth` agree."""
+    keys = []
+    for word in words:
+        letters = "".join(ch for ch in word if ch.isalpha())
+        if not letters:
+            continue
+        coded = letters.translate(_SOUND)
+        out, last = [letters[0]], coded[0]
+        for ch in coded[1:]:
+            if ch.isdigit() and ch != last:
+                out.append(ch)
+            last = ch if ch.isdigit() else ("" if ch not in "hw" else last)
+        keys.append("".join(out)[:5])
+    return "-".join(sorted(keys)) or None
 
 
 @lru_cache(maxsize=100_000)
 def name_keys(name: str, family: str = "", given: str = "") -> NameKeys:
     """Comparable forms of a name (see the module docstring); cached: names repeat a lot."""
     name, family, given = name.strip(), family.strip(), given.strip()
-    han_source = family + given if (family or given) else name
-    han_chars = "".join(_CJK.findall(han_source or name))
+    han_source = unicodedata.normalize("NFKC", family + given if (family or given) else name)
+    # Digits stay part of a name written in characters: `测试22` and `测试2` are two names.
+    han_chars = "".join(_HAN_OR_DIGIT.findall(han_source)) if _CJK.search(han_source) else ""
     if han_chars:
         if family and _CJK.search(family):
-            fam, giv = "".join(_CJK.findall(family)), "".join(_CJK.findall(given))
+            fam = "".join(_HAN_OR_DIGIT.findall(unicodedata.normalize("NFKC", family)))
+            giv = "".join(_HAN_OR_DIGIT.findall(unicodedata.normalize("NFKC", given)))
         else:
             fam, giv = _split_han(han_chars)
         surname, rest = _surname_syllables(fam), _syllables(giv)
@@ -166,7 +193,8 @@ def name_keys(name: str, family: str = "", given: str = "") -> NameKeys:
     key = "".join(surname + rest)
     if not key:
         return NameKeys(han_chars or None, None, None, None)
-    return NameKeys(han_chars or None, key, "".join(rest + surname), key[0])
+    phonetic = None if han_chars else phonetic_key(surname + rest)
+    return NameKeys(han_chars or None, key, "".join(rest + surname), key[0], phonetic)
 
 
 # -- phones, addresses, dates ---------------------------------------------------------------------
@@ -214,6 +242,8 @@ class PatientFacts:
     national_id: str | None = None
     phone: str = ""
     address: str = ""
+    # Every identifier with its issuer (system): passports, other countries' ids, MRNs.
+    identifiers: tuple[tuple[str, str], ...] = ()
 
 
 FEATURE_COLUMNS = (
@@ -223,12 +253,14 @@ FEATURE_COLUMNS = (
     "name_key",
     "name_rev",
     "name_initial",
+    "name_phonetic",
     "sex",
     "dob",
     "birth_year",
     "nid",
     "phone",
     "address",
+    "ids",
 )
 
 
@@ -254,6 +286,31 @@ def features(facts: PatientFacts) -> dict[str, Any]:
         "dob": born.strftime("%Y%m%d") if born else None,
         "birth_year": str(born.year) if born else None,
         "nid": nid,
+        "name_phonetic": keys.phonetic,
         "phone": phone_key(facts.phone),
         "address": address_key(facts.address),
+        "ids": identifier_keys(facts.identifiers, nid),
     }
+
+
+def identifier_keys(identifiers: tuple[tuple[str, str], ...], nid: str | None) -> str | None:
+    """`system|value` of each identifier, sorted, space-separated (None if there is none).
+
+    An identifier is only evidence with its issuer: `P123` of one passport office is not `P123`
+    of another. A resident id already compared as `nid` is left out (it would count twice).
+    """
+    keys = set()
+    for system, value in identifiers:
+        text = _SPACE.sub("", unicodedata.normalize("NFKC", value or "")).upper()
+        if not text or (nid is not None and normalise_national_id(text) == nid):
+            continue
+        issuer = _SPACE.sub("", system or "").lower()
+        keys.add(f"{issuer}|{text}")
+    return " ".join(sorted(keys)) or None
+
+
+def facts_hash(row: dict[str, Any]) -> str:
+    """A hash of a features row (what a link was decided on): it changes when a feed changes
+    anything the matcher compares."""
+    text = "\x1f".join(str(row.get(c) or "") for c in FEATURE_COLUMNS[1:])
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from carepool.core.auth import Principal
 from carepool.core.errors import NotFound, PermissionDenied
+from carepool.identity import matching
 from carepool.identity.models import (
     Candidate,
     CandidateStatus,
@@ -24,11 +25,53 @@ from carepool.identity.models import (
     Person,
     PersonLink,
     PersonStatus,
+    RecordFacts,
 )
-from carepool.identity.normalise import PatientFacts
-from carepool.records.models import Patient
+from carepool.identity.normalise import FEATURE_COLUMNS, PatientFacts
+from carepool.records.models import Patient, PatientIdentifier
 
 # -- patient records (read from the clinical store) -----------------------------------------------
+
+
+_FACT_COLUMNS = (
+    Patient.id,
+    Patient.institution_id,
+    Patient.name,
+    Patient.family,
+    Patient.given,
+    Patient.sex,
+    Patient.birth_date,
+    Patient.national_id,
+    Patient.phone,
+    Patient.address,
+)
+
+
+def _facts(session: Session, rows: list[Any]) -> list[PatientFacts]:
+    ids: dict[str, list[tuple[str, str]]] = {}
+    keys = [r[0] for r in rows]
+    for i in range(0, len(keys), 1000):
+        stmt = select(
+            PatientIdentifier.patient_id, PatientIdentifier.system, PatientIdentifier.value
+        ).where(PatientIdentifier.patient_id.in_(keys[i : i + 1000]))
+        for pid, system, value in session.execute(stmt):
+            ids.setdefault(pid, []).append((system, value))
+    return [
+        PatientFacts(
+            patient_id=r[0],
+            institution_id=r[1],
+            name=r[2] or "",
+            family=r[3] or "",
+            given=r[4] or "",
+            sex=r[5].value if r[5] is not None else "unknown",
+            birth_date=r[6],
+            national_id=r[7],
+            phone=r[8] or "",
+            address=r[9] or "",
+            identifiers=tuple(sorted(ids.get(r[0], ()))),
+        )
+        for r in rows
+    ]
 
 
 def iter_patient_facts(session: Session, *, batch: int = 5000) -> Iterator[PatientFacts]:
@@ -37,22 +80,10 @@ def iter_patient_facts(session: Session, *, batch: int = 5000) -> Iterator[Patie
     Reads the records context's table directly, column by column, for speed: a link run reads
     every record of the consortium. (Belongs in `records.service` once that module is free.)
     """
-    cols = (
-        Patient.id,
-        Patient.institution_id,
-        Patient.name,
-        Patient.family,
-        Patient.given,
-        Patient.sex,
-        Patient.birth_date,
-        Patient.national_id,
-        Patient.phone,
-        Patient.address,
-    )
     last = ""
     while True:
         stmt = (
-            select(*cols)
+            select(*_FACT_COLUMNS)
             .where(Patient.id > last, Patient.stub.is_(False))
             .order_by(Patient.id)
             .limit(batch)
@@ -60,20 +91,93 @@ def iter_patient_facts(session: Session, *, batch: int = 5000) -> Iterator[Patie
         rows = session.execute(stmt).all()
         if not rows:
             return
-        for r in rows:
-            yield PatientFacts(
-                patient_id=r[0],
-                institution_id=r[1],
-                name=r[2] or "",
-                family=r[3] or "",
-                given=r[4] or "",
-                sex=r[5].value if r[5] is not None else "unknown",
-                birth_date=r[6],
-                national_id=r[7],
-                phone=r[8] or "",
-                address=r[9] or "",
-            )
+        yield from _facts(session, list(rows))
         last = rows[-1][0]
+
+
+def patient_facts(session: Session, *, patient_ids: Iterable[str]) -> list[PatientFacts]:
+    """The facts of the given (non-placeholder) records; unknown ids are left out."""
+    ids = sorted(set(patient_ids))
+    out: list[PatientFacts] = []
+    for i in range(0, len(ids), 1000):
+        stmt = select(*_FACT_COLUMNS).where(
+            Patient.id.in_(ids[i : i + 1000]), Patient.stub.is_(False)
+        )
+        out.extend(_facts(session, list(session.execute(stmt).all())))
+    return out
+
+
+# -- what the index last evaluated ----------------------------------------------------------------
+
+_RECORD_COLUMNS = tuple(getattr(RecordFacts, c) for c in FEATURE_COLUMNS[1:])
+
+
+def _row(values: Any) -> dict[str, Any]:
+    return dict(zip(FEATURE_COLUMNS, values, strict=True))
+
+
+def stored_hashes(session: Session, *, patient_ids: Iterable[str] | None = None) -> dict[str, str]:
+    """Patient id -> the hash of the features its links were last evaluated on."""
+    stmt = select(RecordFacts.patient_id, RecordFacts.facts_hash)
+    if patient_ids is None:
+        return {r[0]: r[1] for r in session.execute(stmt)}
+    ids = sorted(set(patient_ids))
+    out: dict[str, str] = {}
+    for i in range(0, len(ids), 1000):
+        part = stmt.where(RecordFacts.patient_id.in_(ids[i : i + 1000]))
+        out.update({r[0]: r[1] for r in session.execute(part)})
+    return out
+
+
+def blocking_candidates(
+    session: Session, row: dict[str, Any], *, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """Features rows of the indexed records that share a blocking key with `row` (the same
+    keys a full run blocks on), each an indexed lookup: no full scan."""
+    rules: list[Any] = []
+    if row["nid"]:
+        rules.append(RecordFacts.nid == row["nid"])
+    if row["phone"]:
+        rules.append(RecordFacts.phone == row["phone"])
+    if row["name_key"] and row["birth_year"]:
+        rules.append(
+            (RecordFacts.name_key == row["name_key"])
+            & (RecordFacts.birth_year == row["birth_year"])
+        )
+        rules.append(
+            (RecordFacts.name_rev == row["name_key"])
+            & (RecordFacts.birth_year == row["birth_year"])
+        )
+    if row["dob"] and row["name_initial"]:
+        rules.append(
+            (RecordFacts.dob == row["dob"]) & (RecordFacts.name_initial == row["name_initial"])
+        )
+    if row["name_key"] and row["address"]:
+        rules.append(
+            (RecordFacts.name_key == row["name_key"]) & (RecordFacts.address == row["address"])
+        )
+    out: dict[str, dict[str, Any]] = {}
+    for rule in rules:
+        stmt = (
+            select(RecordFacts.patient_id, *_RECORD_COLUMNS)
+            .where(rule, RecordFacts.patient_id != row["unique_id"])
+            .limit(limit)
+        )
+        for values in session.execute(stmt):
+            out.setdefault(values[0], _row(values))
+    return list(out.values())
+
+
+def features_of(session: Session, *, patient_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Patient id -> its features row as the index last stored it."""
+    ids = sorted(set(patient_ids))
+    out: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(ids), 1000):
+        stmt = select(RecordFacts.patient_id, *_RECORD_COLUMNS).where(
+            RecordFacts.patient_id.in_(ids[i : i + 1000])
+        )
+        out.update({v[0]: _row(v) for v in session.execute(stmt)})
+    return out
 
 
 def patient_summaries(session: Session, *, patient_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -186,6 +290,20 @@ def patients_linked_to_member(
     if exclude_persons is not None:
         stmt = stmt.where(PersonLink.person_id.not_in(exclude_persons))
     return stmt
+
+
+def get_persons(
+    session: Session, *, institution_id: str | None = None, limit: int = 50, offset: int = 0
+) -> tuple[list[Person], int]:
+    """Active persons, most recently changed first (of one member: those with a record
+    there, through the index on links by member)."""
+    stmt = select(Person).where(Person.status == PersonStatus.ACTIVE)
+    if institution_id is not None:
+        own = select(PersonLink.person_id).where(PersonLink.institution_id == institution_id)
+        stmt = stmt.where(Person.id.in_(own))
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    stmt = stmt.order_by(Person.updated_at.desc(), Person.id).limit(limit).offset(offset)
+    return list(session.scalars(stmt)), int(total)
 
 
 def count_persons(session: Session) -> int:
@@ -337,6 +455,7 @@ def candidate_to_dict(
         "match_weight": round(row.match_weight, 3),
         "fields": row.detail,
         "reason": row.reason,
+        "label": matching.label(row.detail),
         "status": row.status.value,
         "run_id": row.run_id,
         "created_at": row.created_at.isoformat(),

@@ -35,6 +35,14 @@ class LinkRequest(BaseModel):
     population: int = Field(matching.DEFAULT_POPULATION, ge=1)
 
 
+class RecordsRequest(BaseModel):
+    patient_ids: list[str] | None = Field(
+        None, description="the records to look at (relink: null means every linked record)"
+    )
+    auto_link: float = Field(0.99, gt=0, le=1)
+    review: float = Field(0.5, gt=0, le=1)
+
+
 class Decision(BaseModel):
     note: str = Field("", max_length=2000)
 
@@ -91,6 +99,42 @@ async def post_run(body: LinkRequest, request: Request, caller: Caller) -> dict[
         actor=caller,
         thresholds=thresholds,
         options=options,
+        channel="api",
+    )
+
+
+def _thresholds(body: RecordsRequest) -> matching.Thresholds:
+    try:
+        return matching.Thresholds(auto_link=body.auto_link, review=body.review)
+    except matching.TrainingError as exc:
+        raise InvalidInput(str(exc), [FieldError("body", str(exc))]) from exc
+
+
+@router.post("/relink", summary="Re-evaluate the links of records changed since they were made")
+def post_relink(body: RecordsRequest, session: DbSession, caller: Caller) -> dict[str, Any]:
+    """Links made on demographics a feed has changed since are checked again: a record that
+    no longer matches its person is taken out (history `relink`), a doubtful pair goes to
+    review, and the changed records are matched again. Consortium-wide accounts only."""
+    return actions.do_relink_changed(
+        session,
+        actor=caller,
+        patient_ids=body.patient_ids,
+        thresholds=_thresholds(body),
+        channel="api",
+    )
+
+
+@router.post("/link-records", summary="Match the given records on arrival (no full run)")
+def post_link_records(body: RecordsRequest, session: DbSession, caller: Caller) -> dict[str, Any]:
+    if not body.patient_ids:
+        raise InvalidInput(
+            "name the records to link", [FieldError("body:patient_ids", "a non-empty list")]
+        )
+    return actions.do_link_records(
+        session,
+        actor=caller,
+        record_ids=body.patient_ids,
+        thresholds=_thresholds(body),
         channel="api",
     )
 
@@ -182,6 +226,32 @@ def reject_candidate(id: int, body: Decision, session: DbSession, caller: Caller
 
 
 # -- persons, merge, unmerge ----------------------------------------------------------------------
+
+
+@router.get("/persons", summary="Persons of the index (a member's user: of their member)")
+def list_persons(
+    session: DbSession,
+    caller: Caller,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    """Active persons, most recently changed first. A member's user sees the persons with a
+    record at their member (with every member's record of them); the consortium sees all."""
+    caller.require_scope("Identity", "read")
+    items, total = service.get_persons(
+        session, institution_id=_own(caller), limit=limit, offset=offset
+    )
+    out = [service.person_to_dict(session, p, with_history=False) for p in items]
+    audit.record(
+        session,
+        actor=caller,
+        action=AuditAction.READ,
+        entity_type="person",
+        entity_id=None,
+        entity_institution=caller.institution_id,
+        detail=f"persons: {len(items)} of {total}",
+    )
+    return {"items": out, "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/persons/{person_id}", summary="A person with every member's record and history")

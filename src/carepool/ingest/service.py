@@ -48,6 +48,8 @@ def run_to_dict(run: IngestRun) -> dict[str, Any]:
         "stubs": run.stubs,
         "by_kind": run.by_kind,
         "flags": run.flags,
+        "unmodelled": run.unmodelled,
+        "warnings": run.warnings,
         "progress": round(min(progress, 1.0), 4),
         "units_done": run.units_done,
         "error": run.error,

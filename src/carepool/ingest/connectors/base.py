@@ -49,11 +49,15 @@ class Unit:
 
 @dataclass(frozen=True)
 class ParseOptions:
-    """What a connector needs to know about the source: its time zone and CSV mapping."""
+    """What a connector needs to know about the source: its time zone, CSV mapping and the
+    character set it declared."""
 
     timezone: tzinfo = UTC
     mapping: str | None = None  # CSV: a shipped mapping name or a path to a mapping document
     mapping_doc: dict[str, Any] | None = None
+    # The character set the source declared (`gb18030`, `latin-1`, a Python codec name);
+    # None: the connector detects it (HL7 v2: MSH-18).
+    encoding: str | None = None
 
 
 class Connector(Protocol):

@@ -82,7 +82,9 @@ def ordered(
         for index in range(count):
             w = index % workers
             if w in dead:
-                yield from ordered(produce, 1, workers=1, recover=_shifted(recover, index))
+                yield from ordered(
+                    _stream(produce, index), 1, workers=1, recover=_shifted(recover, index)
+                )
                 continue
             process, channel = processes[w], channels[w]
             while True:
@@ -153,6 +155,11 @@ def _dumps(items: list[Any]) -> bytes:
     buffer = io.BytesIO()
     _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(items)
     return buffer.getvalue()
+
+
+def _stream(produce: Callable[[int], Iterator[T]], index: int) -> Callable[[int], Iterator[T]]:
+    """`produce` for stream `index` alone (as stream 0 of one)."""
+    return lambda _zero: produce(index)
 
 
 def _shifted(

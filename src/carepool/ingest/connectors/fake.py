@@ -5,7 +5,8 @@ letters and retries need neither files nor parsers. Its input bytes are a JSON l
 is `{"patient": "p1", "code": "718-7", "value": 135, "unit": "g/L"}` (an observation of patient
 p1), or `{"fail": "reason"}` (a unit that cannot be read), and yields one unit. An item
 `{"raise": "KeyError", "why": "text"}` makes the connector raise that built-in exception there
-(a connector bug or a hostile input); `flags`, `unmodelled` and `comparator` fill those fields.
+(a connector bug or a hostile input); `flags` (the observation's), `patient_flags`,
+`unmodelled` and `comparator` fill those fields.
 The input is decoded with the declared encoding (`ParseOptions.encoding`, UTF-8 by default).
 """
 
@@ -43,7 +44,9 @@ class FakeConnector:
             if item.get("with_patient", True):
                 unit.records.append(
                     Parsed(
-                        PatientIn(system="fake", local_id=pid, name=item.get("name", pid)), position
+                        PatientIn(system="fake", local_id=pid, name=item.get("name", pid)),
+                        position,
+                        flags=list(item.get("patient_flags", [])),
                     )
                 )
             unit.records.append(

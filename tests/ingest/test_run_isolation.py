@@ -175,3 +175,19 @@ def test_a_dead_worker_ends_its_stream_with_what_recover_gives_and_the_rest_go_o
     assert recovered and recovered[0][0] == 1 and "exit code 3" in recovered[0][1]
     # stream 3 was the dead worker's: produced here
     assert {pid for i, pid in out if i == 3} == {os.getpid()}
+
+
+def test_a_unit_that_cannot_be_standardised_is_rejected_alone(
+    members: sessionmaker[Session],
+) -> None:
+    feed = _fake(
+        {"patient": "p1", "code": "718-7", "value": 140, "unit": {"not": "a unit"}, "id": "bad"},
+        {"patient": "p2", "code": "718-7", "value": 150, "unit": "g/L", "id": "p2-hb"},
+    )
+    summary = _run(members, ("odd.fake", feed, "fake"))
+    assert summary.status == "succeeded" and summary.balanced
+    assert (summary.received, summary.stored, summary.rejected) == (4, 2, 2)
+    (letter,) = _letters(members, summary.run_id)
+    assert letter.position == "odd.fake#1" and "cannot standardise" in letter.reason
+    with members() as s:
+        assert {o.local_id for o in s.scalars(select(Observation))} == {"p2-hb"}

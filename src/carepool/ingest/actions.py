@@ -322,9 +322,10 @@ def _standardised(
 
 
 def _error_text(exc: BaseException) -> str:
-    detail = exc.detail if isinstance(exc, InvalidInput) else str(exc)
+    """An error as a dead letter's reason says it: `KeyError: 'x'` (a domain error's detail)."""
     if isinstance(exc, InvalidInput):
-        return detail
+        return exc.detail
+    detail = str(exc)
     return f"{type(exc).__name__}: {detail}"[:500] if detail else type(exc).__name__
 
 
@@ -351,8 +352,13 @@ def _unit_failed(index: int, unit: Unit, exc: BaseException) -> _Prepared:
 
 
 def _worker_failed(plan: _Plan, index: int, exc: BaseException) -> Iterator[_Prepared]:
-    """What `_parallel` gives for an input whose parse worker failed (it died, say)."""
-    yield _input_failed(index, plan.inputs[index][0], exc, 0, "")
+    """What `_parallel` gives for an input whose parse worker failed (it died, say): the units
+    it sent before are kept (a retry finds them as duplicates), the input is dead-lettered."""
+    item = plan.inputs[index][0]
+    unit = Unit(position=item.name, raw=item.data, message=item.name)
+    reason = f"cannot read the input: its parse worker failed ({_error_text(exc)})"
+    unit.errors.append((item.name, reason))
+    yield _Prepared(index, unit, [], [], [], [])
 
 
 def _batches(prepared: Iterator[_Prepared], batch_size: int) -> Iterator[list[_Prepared]]:

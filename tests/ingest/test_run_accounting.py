@@ -176,6 +176,10 @@ def test_a_declared_encoding_decodes_the_input_and_its_retries(
         letter = s.scalars(select(DeadLetter)).one()
         assert letter.options == {"encoding": "gb18030"} and letter.raw == moved
         assert "李四".encode("gb18030") in letter.raw
+    shown = runner.invoke(
+        cli_app, ["ingest", "dead-letter", "show", str(letter.id), "--db", db_url, "--json"]
+    )
+    assert "李四" in json.loads(shown.output)["raw"]  # shown in the declared character set
     _letter, again = actions.do_retry_dead_letter(members, actor=SYSTEM, id=letter.id)
     assert again.rejected == 1 and again.stored == 0 and again.duplicates == 1  # p2 as before
     with members() as s:

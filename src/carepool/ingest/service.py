@@ -101,6 +101,7 @@ def dead_letter_to_dict(row: DeadLetter, *, with_raw: bool = False) -> dict[str,
         "resolved_at": row.resolved_at.isoformat() if row.resolved_at else None,
         "resolved_by_run": row.resolved_by_run,
     }
-    if with_raw:
-        out["raw"] = row.raw.decode("utf-8", errors="replace")
+    if with_raw:  # as text in the character set the source declared (the bytes are kept as sent)
+        encoding = (row.options or {}).get("encoding") or "utf-8"
+        out["raw"] = row.raw.decode(encoding, errors="replace")
     return out

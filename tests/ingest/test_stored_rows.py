@@ -36,6 +36,13 @@ TABLES = (
 # Set by the clock, the run or the database's sequences: not what was sent.
 VOLATILE = {"created_at", "updated_at", "standardised_at", "received_at", "run_id", "last_seen_at"}
 SERIAL = {"patient_identifier", "provenance", "dead_letter"}  # `id` is a sequence number
+# Columns added after the golden rows were written, left out while they hold their default (a
+# parse flag or a comparator these feeds do not carry); a value there is a difference.
+ADDED = {
+    ("patient", "flags"): [],
+    ("clinical_order", "flags"): [],
+    ("observation", "comparator"): "",
+}
 
 
 def inputs() -> list[tuple[str, bytes]]:
@@ -85,7 +92,11 @@ def stored_rows(sessions: sessionmaker[Session]) -> dict[str, list[str]]:
             rows = session.execute(select(*columns)).all()
             out[name] = sorted(
                 json.dumps(
-                    {c.name: _plain(v) for c, v in zip(columns, row, strict=True)},
+                    {
+                        c.name: _plain(v)
+                        for c, v in zip(columns, row, strict=True)
+                        if ADDED.get((name, c.name), object()) != v
+                    },
                     sort_keys=True,
                     ensure_ascii=False,
                 )

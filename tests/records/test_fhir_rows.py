@@ -39,6 +39,7 @@ BASE: dict[str, Any] = {
     "value_code": "",
     "value_code_system": "",
     "interpretation": "",
+    "comparator": "",
     "effective_at": datetime(2026, 3, 1, 8, 30, tzinfo=UTC),
     "issued_at": datetime(2026, 3, 1, 9, 0, tzinfo=UTC),
     "flags": [],

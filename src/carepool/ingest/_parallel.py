@@ -7,11 +7,15 @@ share the parent's loaded modules and terminology snapshot without pickling them
 `n` produces the streams `w`, `w + n`, `w + 2n`, ... one after another and sends their items
 back pickled, in chunks, through a bounded queue of its own (a worker far ahead waits); the parent
 reads the streams in order, so a parallel run stores exactly what a sequential one would. Fork is
-used only on Linux; elsewhere, or with one worker, the generators run in-process.
+used only on Linux; elsewhere, or with one worker, the generators run in-process. With a `recover`
+function, a stream that fails (its generator raises, or its worker process dies) keeps the items
+it sent and ends with what `recover` gives for it; the other streams go on (a dead worker's
+remaining streams are produced here).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import multiprocessing
@@ -42,18 +46,25 @@ def ordered(
     workers: int,
     chunk: int = 256,
     ahead: int = 8,
+    recover: Callable[[int, BaseException], Iterator[T]] | None = None,
 ) -> Generator[T, None, None]:
     """The items of `produce(0)`, `produce(1)`, ..., `produce(count - 1)`, in that order.
 
     Up to `workers` processes produce them (one per stream at most; one stream still gets one,
     so that it is parsed while the reader stores), each at most `ahead` chunks of `chunk` items
     ahead of the reader; with `workers` <= 1 they run here. An exception in a generator is
-    raised here (as a `RuntimeError` when it cannot be pickled); closing this iterator early
-    stops the workers.
+    raised here (as a `RuntimeError` when it cannot be pickled) unless `recover` is given (see
+    the module docstring); closing this iterator early stops the workers.
     """
     if workers <= 1 or count == 0 or not available():
         for index in range(count):
-            yield from produce(index)
+            if recover is None:
+                yield from produce(index)
+                continue
+            try:
+                yield from produce(index)
+            except Exception as exc:
+                yield from recover(index, exc)
         return
     workers = min(workers, count)
     context = multiprocessing.get_context("fork")
@@ -67,14 +78,31 @@ def ordered(
             )
             process.start()
             processes.append(process)
+        dead: set[int] = set()  # workers that ended without finishing
         for index in range(count):
-            process, channel = processes[index % workers], channels[index % workers]
+            w = index % workers
+            if w in dead:
+                yield from ordered(
+                    _stream(produce, index), 1, workers=1, recover=_shifted(recover, index)
+                )
+                continue
+            process, channel = processes[w], channels[w]
             while True:
-                kind, payload = _receive(process, channel)
+                try:
+                    kind, payload = _receive(process, channel)
+                except RuntimeError as exc:
+                    if recover is None:
+                        raise
+                    dead.add(w)
+                    yield from recover(index, exc)
+                    break
                 if kind == _DONE:
                     break
                 if kind == _ERROR:
-                    raise payload
+                    if recover is None:
+                        raise payload
+                    yield from recover(index, payload)
+                    break
                 yield from pickle.loads(payload)
     finally:
         for process in processes:
@@ -129,13 +157,28 @@ def _dumps(items: list[Any]) -> bytes:
     return buffer.getvalue()
 
 
+def _stream(produce: Callable[[int], Iterator[T]], index: int) -> Callable[[int], Iterator[T]]:
+    """`produce` for stream `index` alone (as stream 0 of one)."""
+    return lambda _zero: produce(index)
+
+
+def _shifted(
+    recover: Callable[[int, BaseException], Iterator[T]] | None, index: int
+) -> Callable[[int, BaseException], Iterator[T]] | None:
+    """`recover` for a stream produced alone (as stream 0 of one) that is stream `index`."""
+    if recover is None:
+        return None
+    return lambda _zero, exc: recover(index, exc)
+
+
 def _work(
     produce: Callable[[int], Iterator[Any]], indices: range, channel: Any, chunk: int
 ) -> None:
-    """A worker's body: for each stream, its items in chunks, then done (or the error)."""
-    try:
-        for index in indices:
-            items: list[Any] = []
+    """A worker's body: for each stream, its items in chunks, then done or the error; after an
+    error the worker goes on with its next stream (the reader decides whether to go on)."""
+    for index in indices:
+        items: list[Any] = []
+        try:
             for item in produce(index):
                 items.append(item)
                 if len(items) >= chunk:
@@ -143,14 +186,20 @@ def _work(
                     items = []
             if items:
                 channel.put((_ITEMS, _dumps(items)))
-            channel.put((_DONE, None))
-    except BaseException as exc:
-        try:
-            pickle.dumps(exc)
-            error: BaseException = exc
-        except Exception:
-            error = RuntimeError(f"{type(exc).__name__}: {exc}")
-        channel.put((_ERROR, error))
+        except BaseException as exc:
+            if items:  # what the stream produced before the error is kept
+                with contextlib.suppress(Exception):
+                    channel.put((_ITEMS, _dumps(items)))
+            try:
+                pickle.dumps(exc)
+                error: BaseException = exc
+            except Exception:
+                error = RuntimeError(f"{type(exc).__name__}: {exc}")
+            channel.put((_ERROR, error))
+            if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: stop
+                break
+            continue
+        channel.put((_DONE, None))
     channel.close()
     channel.join_thread()
 

@@ -7,13 +7,18 @@ is first stored in one go (records validated by the connector, looked up in one 
 inserted with one statement per table, COPY on PostgreSQL); if the database refuses any of it,
 the batch is rolled back and stored again unit by unit, each in a savepoint, and a failing unit
 record by record, so one bad record never takes its batch down. A unit with a rejected record
-goes to the dead-letter store with the reason and its original bytes. Large runs parse in
-worker processes while this one stores (`_parallel`). The run writes one audit row (the records
-carry provenance). Invariant: received = stored + duplicates + rejected.
+goes to the dead-letter store with the reason and its original bytes. A record that exists
+under another patient is rejected as a conflict (never moved), with the records that depend on
+it; the rest of its unit is stored. No input can abort a run: whatever a connector raises while
+parsing an input keeps the units parsed before and dead-letters the input's bytes with the
+input, the position and the error. Large runs parse in worker processes while this one stores
+(`_parallel`). The run writes one audit row (the records carry provenance), and one per updated
+patient. Invariant: received = stored + duplicates + rejected.
 """
 
 from __future__ import annotations
 
+import codecs
 import gc
 import hashlib
 import os
@@ -27,7 +32,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from carepool.catalog import service as catalog_service
@@ -45,6 +49,7 @@ from carepool.ingest.connectors.tabular import load_mapping, parse_mapping
 from carepool.ingest.models import DeadLetter, DeadLetterStatus, IngestRun, RunStatus
 from carepool.records.actions import (
     Outcome,
+    PatientConflict,
     RecordStore,
     StoreContext,
     content_hash_of,
@@ -92,6 +97,10 @@ class RunSummary:
     stubs: int = 0
     by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
     flags: dict[str, int] = field(default_factory=dict)
+    # Parts kept but not modelled, by type (`segment:AL1`: the sum of the units' `unmodelled`).
+    unmodelled: dict[str, int] = field(default_factory=dict)
+    # What the run noticed without rejecting anything (an empty input); the run still succeeds.
+    warnings: list[str] = field(default_factory=list)
     dead_letters: list[int] = field(default_factory=list)
     inputs: list[dict[str, Any]] = field(default_factory=list)
     started_at: datetime | None = None
@@ -124,6 +133,8 @@ class RunSummary:
             "balanced": self.balanced,
             "by_kind": self.by_kind,
             "flags": self.flags,
+            "unmodelled": self.unmodelled,
+            "warnings": self.warnings,
             "dead_letters": self.dead_letters,
             "inputs": self.inputs,
             "seconds": seconds,
@@ -198,6 +209,7 @@ def _prepare(
     format: str | None,
     mapping: str | None,
     mapping_doc: dict[str, Any] | None,
+    encoding: str | None = None,
 ) -> _Plan:
     actor.require_scope("Ingest", "write")
     try:
@@ -210,23 +222,44 @@ def _prepare(
     actor.require_institution(institution_id, f"the records of {institution_id}")
     if not inputs:
         raise InvalidInput("nothing to ingest: give at least one input")
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError as exc:
+            raise InvalidInput(
+                f"unknown character set {encoding!r}",
+                [FieldError("encoding", "a character set name such as gb18030, utf-8, latin-1")],
+            ) from exc
     planned = []
     for item in inputs:
-        fmt = item.format or format or detect_format(item.name, item.data)
-        connector_for(fmt)
+        fmt = item.format or format
+        if fmt is None:
+            try:
+                fmt = detect_format(item.name, item.data)
+            except InvalidInput:
+                if item.data:
+                    raise
+                fmt = EMPTY  # nothing to parse: the run warns about it
+        if fmt != EMPTY:
+            connector_for(fmt)
         planned.append((item, fmt))
     if mapping:
         load_mapping(mapping)  # refuse a bad mapping before the run starts
     if mapping_doc is not None:
         parse_mapping(mapping_doc, "the mapping document")
     tz = ZoneInfo(catalog_service.consortium_timezone(session))
-    options = ParseOptions(timezone=tz, mapping=mapping, mapping_doc=mapping_doc)
+    options = ParseOptions(timezone=tz, mapping=mapping, mapping_doc=mapping_doc, encoding=encoding)
     dl_options: dict[str, Any] = {}
     if mapping:
         dl_options["mapping"] = mapping
     if mapping_doc is not None:
         dl_options["mapping_doc"] = mapping_doc
+    if encoding is not None:
+        dl_options["encoding"] = encoding  # a retry decodes the bytes the same way
     return _Plan(planned, options, dl_options)
+
+
+EMPTY = "empty"  # the format of an empty input whose format cannot be told
 
 
 @dataclass(slots=True)
@@ -236,7 +269,7 @@ class _Prepared:
 
     input: int  # index into the plan's inputs
     unit: Unit
-    records: list[tuple[RecordIn, Standard | None, str, str | None]]
+    records: list[tuple[RecordIn, Standard | None, str, str | None, list[str]]]
     hashes: list[str]  # each record's content hash
     unmapped: list[UnmappedTerm]
     flags: list[str]
@@ -245,26 +278,87 @@ class _Prepared:
 def _prepare_input(
     plan: _Plan, index: int, terminology: Terminology, institution_id: str
 ) -> Iterator[_Prepared]:
-    """Parse one input and standardise its records (no database)."""
+    """Parse one input and standardise its records (no database). Never raises for the input's
+    sake: what the connector raises ends the input with a unit that dead-letters its bytes (the
+    units before it are kept); a unit that cannot be standardised is rejected whole."""
     item, fmt = plan.inputs[index]
-    try:
-        for unit in connector_for(fmt).units(item.data, source=item.name, options=plan.options):
-            records = []
-            unmapped: list[UnmappedTerm] = []
-            flags: list[str] = []
-            for parsed in unit.records:
-                std, terms = standardise(terminology, institution_id, parsed.record)
-                if std is None and isinstance(parsed.record, PatientIn):
-                    std = Standard(name_pinyin=pinyin_of(parsed.record.name))
-                unmapped += terms
-                flags += _flags(std)
-                records.append((parsed.record, std, parsed.position, parsed.original))
-            hashes = [content_hash_of(record) for record, *_rest in records]
-            yield _Prepared(index, unit, records, hashes, unmapped, flags)
-    except InvalidInput as exc:
-        unit = Unit(position=item.name, raw=item.data, message=item.name)
+    if fmt == EMPTY or not item.data:
+        return
+    units = connector_for(fmt).units(item.data, source=item.name, options=plan.options)
+    done, last = 0, ""
+    while True:
+        try:
+            unit = next(units)
+        except StopIteration:
+            return
+        except Exception as exc:
+            yield _input_failed(index, item, exc, done, last)
+            return
+        done, last = done + 1, unit.position
+        try:
+            prepared = _standardised(index, unit, terminology, institution_id)
+        except Exception as exc:
+            prepared = _unit_failed(index, unit, exc)
+        yield prepared
+
+
+def _standardised(
+    index: int, unit: Unit, terminology: Terminology, institution_id: str
+) -> _Prepared:
+    records = []
+    unmapped: list[UnmappedTerm] = []
+    flags: list[str] = []
+    for parsed in unit.records:
+        std, terms = standardise(terminology, institution_id, parsed.record)
+        if std is None and isinstance(parsed.record, PatientIn):
+            std = Standard(name_pinyin=pinyin_of(parsed.record.name))
+        unmapped += terms
+        flags += _flags(std)
+        if parsed.flags:
+            flags += parsed.flags
+        records.append((parsed.record, std, parsed.position, parsed.original, parsed.flags))
+    hashes = [content_hash_of(record) for record, *_rest in records]
+    return _Prepared(index, unit, records, hashes, unmapped, flags)
+
+
+def _error_text(exc: BaseException) -> str:
+    """An error as a dead letter's reason says it: `KeyError: 'x'` (a domain error's detail)."""
+    if isinstance(exc, InvalidInput):
+        return exc.detail
+    detail = str(exc)
+    return f"{type(exc).__name__}: {detail}"[:500] if detail else type(exc).__name__
+
+
+def _input_failed(index: int, item: Input, exc: BaseException, done: int, last: str) -> _Prepared:
+    """A unit for the rest of an input the connector could not read: the input's bytes (what a
+    retry feeds back; the units before are duplicates then), and where and why it stopped."""
+    where = f"after {last} (unit {done + 1})" if done else "at its start"
+    position = item.name if not done else f"{item.name} after {last}"
+    unit = Unit(position=position, raw=item.data, message=item.name)
+    if isinstance(exc, InvalidInput) and not done:
         unit.errors.append((item.name, exc.detail))
-        yield _Prepared(index, unit, [], [], [], [])
+    else:
+        unit.errors.append((item.name, f"cannot read the input {where}: {_error_text(exc)}"))
+    return _Prepared(index, unit, [], [], [], [])
+
+
+def _unit_failed(index: int, unit: Unit, exc: BaseException) -> _Prepared:
+    """A unit whose records could not be standardised: each is rejected with the error."""
+    reason = f"cannot standardise: {_error_text(exc)}"
+    failed = Unit(position=unit.position, raw=unit.raw, message=unit.message)
+    failed.errors = list(unit.errors) + [(p.position, reason) for p in unit.records]
+    failed.unmodelled = unit.unmodelled
+    return _Prepared(index, failed, [], [], [], [])
+
+
+def _worker_failed(plan: _Plan, index: int, exc: BaseException) -> Iterator[_Prepared]:
+    """What `_parallel` gives for an input whose parse worker failed (it died, say): the units
+    it sent before are kept (a retry finds them as duplicates), the input is dead-lettered."""
+    item = plan.inputs[index][0]
+    unit = Unit(position=item.name, raw=item.data, message=item.name)
+    reason = f"cannot read the input: its parse worker failed ({_error_text(exc)})"
+    unit.errors.append((item.name, reason))
+    yield _Prepared(index, unit, [], [], [], [])
 
 
 def _batches(prepared: Iterator[_Prepared], batch_size: int) -> Iterator[list[_Prepared]]:
@@ -281,14 +375,16 @@ def _batches(prepared: Iterator[_Prepared], batch_size: int) -> Iterator[list[_P
         yield batch
 
 
-# What storing a record can raise for reasons of that record (a value the database refuses).
-_STORE_ERRORS = (SQLAlchemyError, ValueError, TypeError)
+# What storing a record can raise for reasons of that record (a value the database refuses, a
+# field the store cannot take): the batch is stored again unit by unit, a failing unit record by
+# record, so that only the records that fail are rejected.
+_STORE_ERRORS = (Exception,)
 
 
 def _store_unit(
     store: RecordStore,
     unit: Unit,
-    prepared: list[tuple[RecordIn, Standard | None, str, str | None]],
+    prepared: list[tuple[RecordIn, Standard | None, str, str | None, list[str]]],
     counts: RunSummary,
     *,
     safe: bool,
@@ -298,14 +394,34 @@ def _store_unit(
 
     The fast path (`safe=False`) writes straight into the batch's transaction; the safe path
     wraps the unit in a savepoint and, if that fails, retries record by record so that only the
-    records that fail are rejected.
+    records that fail are rejected. A patient conflict rejects that record (the store refused
+    it before writing anything) and the unit's other records go on.
     """
     session = store.session
+    conflicts: list[str] = []
 
-    def one(record: RecordIn, std: Standard | None, position: str, original: str | None) -> None:
-        stored = store.store(
-            record, standard=std, message=unit.message, position=position, original=original
-        )
+    def one(
+        record: RecordIn,
+        std: Standard | None,
+        position: str,
+        original: str | None,
+        flags: list[str],
+    ) -> None:
+        try:
+            stored = store.store(
+                record,
+                standard=std,
+                message=unit.message,
+                position=position,
+                original=original,
+                flags=flags,
+            )
+        except PatientConflict as exc:
+            counts.rejected += 1
+            counts.count(record.kind, "rejected")
+            counts.count(record.kind, "conflicts")
+            conflicts.append(f"{position}: {exc.detail}")
+            return
         counts.stubs += stored.stubs
         if stored.outcome is Outcome.DUPLICATE:
             counts.duplicates += 1
@@ -320,25 +436,26 @@ def _store_unit(
     if not safe:
         for item in prepared:
             one(*item)
-        return [], True  # the caller flushes the whole batch
+        return conflicts, True  # the caller flushes the whole batch
     snapshot = _counters(counts)
     try:
         with session.begin_nested():
             for item in prepared:
                 one(*item)
             store.flush()
-        return [], True
+        return conflicts, True
     except _STORE_ERRORS:
         store.discard()
         _restore(counts, snapshot)
-    reasons: list[str] = []
-    for record, std, position, original in prepared:
+        conflicts.clear()
+    reasons: list[str] = conflicts
+    for record, std, position, original, flags in prepared:
         fresh = RecordStore(session, store.ctx)
         snapshot = _counters(counts)
         try:
             with session.begin_nested():
                 store = fresh
-                one(record, std, position, original)
+                one(record, std, position, original, flags)
                 store.flush()
         except _STORE_ERRORS as exc:
             store.discard()
@@ -436,30 +553,24 @@ def _process(
     batch: list[_Prepared],
     summary: RunSummary,
     retry_of: int | None,
+    actor: Principal | None = None,
+    channel: str = "cli",
 ) -> int:
     """Store one batch in one transaction; if the database refuses it, again unit by unit."""
+    common: dict[str, Any] = {
+        "run_id": run_id,
+        "institution_id": institution_id,
+        "plan": plan,
+        "batch": batch,
+        "summary": summary,
+        "retry_of": retry_of,
+        "actor": actor,
+        "channel": channel,
+    }
     try:
-        return _process_batch(
-            factory,
-            run_id=run_id,
-            institution_id=institution_id,
-            plan=plan,
-            batch=batch,
-            summary=summary,
-            retry_of=retry_of,
-            safe=False,
-        )
+        return _process_batch(factory, safe=False, **common)
     except _STORE_ERRORS:
-        return _process_batch(
-            factory,
-            run_id=run_id,
-            institution_id=institution_id,
-            plan=plan,
-            batch=batch,
-            summary=summary,
-            retry_of=retry_of,
-            safe=True,
-        )
+        return _process_batch(factory, safe=True, **common)
 
 
 def _process_batch(
@@ -472,6 +583,8 @@ def _process_batch(
     summary: RunSummary,
     retry_of: int | None,
     safe: bool,
+    actor: Principal | None,
+    channel: str,
 ) -> int:
     received_at = utcnow()
     consumed = 0
@@ -484,6 +597,8 @@ def _process_batch(
             unmapped += p.unmapped
             for flag in p.flags:
                 counts.flags[flag] = counts.flags.get(flag, 0) + 1
+            for part, n in p.unit.unmodelled.items():
+                counts.unmodelled[part] = counts.unmodelled.get(part, 0) + n
             if p.input not in contexts:
                 item, fmt = plan.inputs[p.input]
                 contexts[p.input] = StoreContext(
@@ -492,6 +607,8 @@ def _process_batch(
                     feed=fmt,
                     source=item.name,
                     received_at=received_at,
+                    actor=actor,
+                    channel=channel,
                 )
         # One store per batch (its caches span the batch's inputs); its context names the input.
         store = RecordStore(session, contexts[batch[0].input])
@@ -567,6 +684,9 @@ def _merge_into(target: RunSummary, extra: RunSummary) -> None:
             target.count(kind, what, n)
     for flag, n in extra.flags.items():
         target.flags[flag] = target.flags.get(flag, 0) + n
+    for part, n in extra.unmodelled.items():
+        target.unmodelled[part] = target.unmodelled.get(part, 0) + n
+    target.warnings.extend(extra.warnings)
 
 
 def _flags(std: Standard | None) -> Iterable[str]:
@@ -586,6 +706,8 @@ def _copy_counts(run: IngestRun, summary: RunSummary) -> None:
     run.stubs = summary.stubs
     run.by_kind = {k: dict(v) for k, v in summary.by_kind.items()}
     run.flags = dict(summary.flags)
+    run.unmodelled = dict(summary.unmodelled)
+    run.warnings = list(summary.warnings)
 
 
 # Records per batch (one transaction). A batch costs its look-ups, a COPY per table, the run row
@@ -663,12 +785,15 @@ def do_ingest(
     batch_size: int = BATCH_RECORDS,
     retry_of: int | None = None,
     workers: int = 1,
+    encoding: str | None = None,
 ) -> RunSummary:
     """Ingest `inputs` as member `institution_id` (see the module docstring).
 
-    Refusals (scope, member, unknown format or mapping) raise before the run starts; after it has
-    started every problem with a record is counted as rejected and dead-lettered, and the run
-    always ends `succeeded` with balanced counters or `failed` with the error. With `workers` > 1
+    Refusals (scope, member, unknown format, mapping or character set) raise before the run
+    starts; after it has started every problem with a record or an input is counted as rejected
+    and dead-lettered, and the run ends `succeeded` with balanced counters (with a warning for an
+    input that holds nothing), or `failed` with the error when the database itself fails.
+    `encoding` is the character set the source declared (None: detected). With `workers` > 1
     and at least `PARALLEL_MIN_BYTES` of input, inputs are parsed in up to that many worker
     processes (one per input at most) while this one stores: the same result as one process.
     """
@@ -682,6 +807,7 @@ def do_ingest(
             format=format,
             mapping=mapping,
             mapping_doc=mapping_doc,
+            encoding=encoding,
         )
         total = sum(len(item.data) for item, _fmt in plan.inputs)
         described = [
@@ -712,10 +838,13 @@ def do_ingest(
                     lambda index: _prepare_input(plan, index, terminology, institution_id),
                     len(plan.inputs),
                     workers=workers,
+                    recover=lambda index, exc: _worker_failed(plan, index, exc),
                 )
             ) as prepared,
         ):
+            seen: set[int] = set()
             for batch in _batches(prepared, batch_size):
+                seen.update(p.input for p in batch)
                 done = _process(
                     factory,
                     run_id=run_id,
@@ -724,9 +853,12 @@ def do_ingest(
                     batch=batch,
                     summary=summary,
                     retry_of=retry_of,
+                    actor=actor,
+                    channel=channel,
                 )
                 if progress is not None:
                     progress(done, total)
+            summary.warnings.extend(_empty_inputs(plan, seen))
     except Exception as exc:
         _finish(factory, actor, summary, channel, error=f"{type(exc).__name__}: {exc}")
         raise
@@ -734,6 +866,20 @@ def do_ingest(
     if progress is not None:
         progress(total, total)
     return summary
+
+
+def _empty_inputs(plan: _Plan, seen: set[int]) -> Iterator[str]:
+    """A warning for every input that held nothing: an empty delivery is not silence."""
+    for index, (item, fmt) in enumerate(plan.inputs):
+        if index in seen:
+            continue
+        if not item.data:
+            yield f"{item.name}: the input is empty (0 bytes); nothing was received"
+        else:
+            yield (
+                f"{item.name}: no records found in {len(item.data)} bytes read as {fmt}; "
+                "nothing was received"
+            )
 
 
 def _finish(
@@ -816,6 +962,7 @@ def do_retry_dead_letter(
         inputs=[Input(name=source, data=data, format=fmt)],
         mapping=options.get("mapping"),
         mapping_doc=options.get("mapping_doc"),
+        encoding=options.get("encoding"),
         channel=channel,
         retry_of=id,
     )

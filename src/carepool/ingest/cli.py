@@ -72,6 +72,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
         typer.echo(f"  {kind:<12} {parts}")
     if summary["flags"]:
         typer.echo("  flags: " + ", ".join(f"{k} {v}" for k, v in sorted(summary["flags"].items())))
+    if summary["unmodelled"]:
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(summary["unmodelled"].items()))
+        typer.echo(f"  kept, not modelled: {parts}")
+    for warning in summary["warnings"]:
+        typer.echo(f"  warning: {warning}")
     if summary["dead_letters"]:
         ids = ", ".join(str(i) for i in summary["dead_letters"][:20])
         more = " ..." if len(summary["dead_letters"]) > 20 else ""
@@ -93,6 +98,14 @@ def run(
     mapping: Annotated[
         str | None,
         typer.Option("--mapping", help="CSV mapping: a shipped name (synthea) or a YAML file"),
+    ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            "--encoding",
+            help="The character set the source declared (gb18030, utf-8, latin-1; default: "
+            "detected)",
+        ),
     ] = None,
     workers: Annotated[
         int,
@@ -121,6 +134,7 @@ def run(
             inputs=inputs,
             format=format,
             mapping=mapping,
+            encoding=encoding,
             channel="cli",
             progress=lambda done, total: progress.update(task, completed=done, total=total),
             workers=workers or actions.default_workers(),

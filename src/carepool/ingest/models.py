@@ -53,6 +53,10 @@ class IngestRun(Base):
     stubs: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     by_kind: Mapped[dict[str, Any]] = mapped_column(JsonType, nullable=False, default=dict)
     flags: Mapped[dict[str, int]] = mapped_column(JsonType, nullable=False, default=dict)
+    # Parts of the input kept but not modelled, by type (`segment:AL1`, `resource:Claim`).
+    unmodelled: Mapped[dict[str, int]] = mapped_column(JsonType, nullable=False, default=dict)
+    # What the run noticed without rejecting anything (an empty input).
+    warnings: Mapped[list[str]] = mapped_column(JsonType, nullable=False, default=list)
     # Progress for the API and the dashboard: bytes of input read so far, of how many.
     bytes_done: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     bytes_total: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)

@@ -48,6 +48,8 @@ def run_to_dict(run: IngestRun) -> dict[str, Any]:
         "stubs": run.stubs,
         "by_kind": run.by_kind,
         "flags": run.flags,
+        "unmodelled": run.unmodelled,
+        "warnings": run.warnings,
         "progress": round(min(progress, 1.0), 4),
         "units_done": run.units_done,
         "error": run.error,
@@ -99,6 +101,7 @@ def dead_letter_to_dict(row: DeadLetter, *, with_raw: bool = False) -> dict[str,
         "resolved_at": row.resolved_at.isoformat() if row.resolved_at else None,
         "resolved_by_run": row.resolved_by_run,
     }
-    if with_raw:
-        out["raw"] = row.raw.decode("utf-8", errors="replace")
+    if with_raw:  # as text in the character set the source declared (the bytes are kept as sent)
+        encoding = (row.options or {}).get("encoding") or "utf-8"
+        out["raw"] = row.raw.decode(encoding, errors="replace")
     return out

@@ -48,6 +48,9 @@ async def post_ingest(
     format: str | None = Query(None, description="hl7v2, fhir or csv (default: detected)"),
     mapping: str | None = Query(None, description="CSV: a shipped mapping name (synthea)"),
     filename: str = Query("request", description="The file's name (CSV tables are told by it)"),
+    encoding: str | None = Query(
+        None, description="The character set the source declared (gb18030, ...; default: detected)"
+    ),
 ) -> dict[str, Any]:
     """Run an ingest over the body as member `source`; answers with the run's summary.
 
@@ -67,6 +70,7 @@ async def post_ingest(
         inputs=[actions.Input(name=filename, data=body)],
         format=format,
         mapping=mapping,
+        encoding=encoding,
         channel="api",
     )
     response.headers["Location"] = f"/api/v1/ingest/runs/{summary.run_id}"

@@ -2,10 +2,14 @@
 
 `store_record` works inside the caller's transaction and never commits. A record whose natural
 key is known with the same content hash is a duplicate: nothing is written. A changed one is
-updated in place and gets a new provenance row; a new one is inserted. References to records not
-received yet (an observation of an unknown patient) create a placeholder (`stub`) that the real
-record fills in when it arrives. Auditing is the caller's job (ingest audits one row per run;
-one audit row per result would double the store's size and say nothing more than provenance).
+updated in place and gets a new provenance row, and its previous content is kept in
+`record_version`; a new one is inserted. References to records not received yet (an observation
+of an unknown patient) create a placeholder (`stub`) that the real record fills in when it
+arrives. A record is never moved to another patient: one that exists under another patient, or
+that refers to an encounter, report or order of another patient, is refused (`PatientConflict`)
+before anything is written. Auditing is mostly the caller's job (ingest audits one row per run;
+one audit row per result would double the store's size and say nothing more than provenance);
+an update of a patient is audited here, one row per patient, when the context names an actor.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import enum
 import functools
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,7 +32,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from carepool.core import audit
+from carepool.core.audit import AuditAction
+from carepool.core.auth import Principal
 from carepool.core.db import UtcDateTime
+from carepool.core.errors import Conflict
 from carepool.core.time import utcnow
 from carepool.records.models import (
     ClinicalOrder,
@@ -41,6 +50,7 @@ from carepool.records.models import (
     Patient,
     PatientIdentifier,
     Provenance,
+    RecordVersion,
     ResultStatus,
     Sex,
 )
@@ -84,6 +94,17 @@ class StoreContext:
     feed: str = ""
     source: str = ""
     received_at: datetime | None = None
+    # Who the records come from (an update of a patient is audited in their name; None: the
+    # caller audits) and through which channel.
+    actor: Principal | None = None
+    channel: str = "ingest"
+
+
+class PatientConflict(Conflict):
+    """A record that exists under one patient arrived under another (or refers to a record of
+    another patient): refused, never moved. `detail` names the record and both patients."""
+
+    code = "patient-conflict"
 
 
 class Stored(NamedTuple):
@@ -288,6 +309,8 @@ def _copy_writer(
 
 
 def _apply_patient(obj: Patient, rec: PatientIn, std: Standard | None, ctx: StoreContext) -> None:
+    """Fill a patient; a loaded patient's identifiers are reconciled row by row (kept rows stay,
+    so the unique (patient, system, value) constraint holds at every statement)."""
     pinyin = std.name_pinyin if std is not None else None
     obj.name = rec.name[:200]
     obj.family = rec.family[:100]
@@ -313,12 +336,20 @@ def _apply_patient(obj: Patient, rec: PatientIn, std: Standard | None, ctx: Stor
     if isinstance(row, _Row):  # new: `write` inserts these with the patient
         row.identifiers = [_Identifier(ctx.institution_id, *i) for i in identifiers]
         return
-    current = {(i.system, i.value, i.type) for i in obj.identifiers}
-    if current != set(identifiers):
-        obj.identifiers = [
-            PatientIdentifier(institution_id=ctx.institution_id, system=s, value=v, type=t)
-            for s, v, t in identifiers
-        ]
+    current = {(i.system, i.value): i for i in obj.identifiers}
+    wanted = {(s, v): t for s, v, t in identifiers}
+    for key, row in current.items():
+        if key not in wanted:
+            obj.identifiers.remove(row)
+        elif row.type != wanted[key]:
+            row.type = wanted[key]
+    for (system, value), kind in wanted.items():
+        if (system, value) not in current:
+            obj.identifiers.append(
+                PatientIdentifier(
+                    institution_id=ctx.institution_id, system=system, value=value, type=kind
+                )
+            )
 
 
 def _apply_encounter(obj: Encounter, rec: EncounterIn, std: Standard | None) -> None:
@@ -401,6 +432,7 @@ def _apply_observation(obj: Observation, rec: ObservationIn, std: Standard | Non
     obj.value_code = rec.value_code[:100]
     obj.value_code_system = rec.value_code_system[:200]
     obj.interpretation = rec.interpretation[:20]
+    obj.comparator = rec.comparator[:2]
     obj.effective_at = rec.effective_at
     obj.issued_at = rec.issued_at
     if ostd is not None:
@@ -442,10 +474,14 @@ class _Planned:
 _PARENT_REFS: dict[type, tuple[str, ...]] = {
     PatientIn: (),
     EncounterIn: ("patient",),
-    ReportIn: ("patient", "encounter"),
+    ReportIn: ("patient", "encounter", "order"),
     ObservationIn: ("patient", "encounter", "report"),
     OrderIn: ("patient", "encounter"),
     OtherIn: ("patient",),
+}
+# The records of a patient that a record may refer to: each must belong to the record's patient.
+_OWNED_REFS: dict[type, tuple[str, ...]] = {
+    cls: tuple(a for a in refs if a != "patient") for cls, refs in _PARENT_REFS.items()
 }
 # (member, kind, system, local id) -> record id: `ref_id`, remembered across batches.
 _REF_IDS: dict[tuple[str, str, str, str], str] = {}
@@ -460,7 +496,6 @@ def _remember_ref(key: tuple[str, str, str, str], rid: str) -> str:
     return rid
 
 
-_PARENTS = (("patient", Patient), ("encounter", Encounter), ("report", DiagnosticReport))
 # Parents before children, so foreign keys hold at every insert.
 _INSERT_ORDER = ("patient", "encounter", "report", "observation", "order", "other")
 _STORES = "carepool.record_stores"  # Session.info key: the stores with rows to write
@@ -530,13 +565,16 @@ class RecordStore:
     without a query per record. New records and their provenance are kept as rows and inserted
     in bulk (one multi-row statement per table, parents first) by `write`, which runs when the
     caller calls `flush` and, at the latest, before the session flushes or commits; changes to
-    records that exist go through the ORM as before.
+    records that exist go through the ORM as before. The same look-ups tell each record's
+    patient, so a record arriving under another patient is refused without a query of its own.
     """
 
     def __init__(self, session: Session, ctx: StoreContext) -> None:
         self.session = session
         self.ctx = ctx
         self.known: dict[str, str] = {}  # record id -> content hash in the database or session
+        self.owner: dict[str, str | None] = {}  # record id -> its patient's id (not patients)
+        self._patient_names: dict[str, str] = {}  # patient id -> `system|local id` (conflicts)
         self.seen: set[tuple[str, str]] = set()  # (record id, content hash) received before
         self.objects: dict[str, Any] = {}  # strong references to what this store touched
         self._plans: dict[int, _Planned] = {}
@@ -589,12 +627,14 @@ class RecordStore:
                 continue
             self._looked_up |= ids
             model = _MODELS[kind]
+            owned = kind != "patient"
+            columns = (model.id, model.content_hash, model.patient_id if owned else model.id)
             for chunk in _chunks(sorted(ids), 500):
-                rows = self.session.execute(
-                    select(model.id, model.content_hash).where(self._among(model.id, chunk))
-                )
-                for rid, content_hash in rows:
+                rows = self.session.execute(select(*columns).where(self._among(model.id, chunk)))
+                for rid, content_hash, patient_id in rows:
                     self.known[rid] = content_hash
+                    if owned:
+                        self.owner[rid] = patient_id
         for planned in plans:
             current = self.known.get(planned.id)
             if current is not None and current != planned.content_hash:
@@ -623,11 +663,80 @@ class RecordStore:
         if rid not in self._looked_up:
             self._looked_up.add(rid)
             model = _MODELS[kind]
-            found = self.session.scalar(select(model.content_hash).where(model.id == rid))
+            owned = kind != "patient"
+            columns = (model.content_hash, model.patient_id if owned else model.id)
+            found = self.session.execute(select(*columns).where(model.id == rid)).first()
             if found is not None:
-                self.known[rid] = found
+                self.known[rid] = found[0]
+                if owned:
+                    self.owner[rid] = found[1]
                 return True
         return False
+
+    def _check_patient(self, record: RecordIn, rid: str, exists: bool) -> str | None:
+        """The id of the record's patient; raises `PatientConflict` if the record exists under
+        another patient or refers to an encounter, report or order of another patient."""
+        ref = getattr(record, "patient", None) if record.kind != "patient" else None
+        if ref is None:
+            return None
+        pid = self._ref_id(ref)
+        owner = self.owner
+        if exists:
+            stored = owner.get(rid)
+            if stored is not None and stored != pid:
+                raise self._conflict(record.kind, record.system, record.local_id, stored, ref)
+        for attr in _OWNED_REFS[type(record)]:
+            parent = getattr(record, attr)
+            if parent is None:
+                continue
+            parent_id = self._ref_id(parent)
+            stored = owner.get(parent_id)
+            if stored is None and parent_id not in self.known:
+                self._exists(parent.kind, parent_id)  # prefetch asked already: no query
+                stored = owner.get(parent_id)
+            if stored is not None and stored != pid:
+                raise self._conflict(
+                    parent.kind,
+                    parent.system,
+                    parent.local_id,
+                    stored,
+                    ref,
+                    via=f"the {record.kind} {record.system}|{record.local_id or '(no id)'}",
+                )
+        return pid
+
+    def _conflict(
+        self,
+        kind: str,
+        system: str,
+        local_id: str | None,
+        stored: str,
+        new: Ref,
+        via: str = "",
+    ) -> PatientConflict:
+        name = self._patient_names.get(stored)
+        if name is None:
+            pending = self.objects.get(stored)  # a patient of this batch, not written yet
+            row = (
+                (pending.id_system, pending.local_id)
+                if pending is not None
+                else self.session.execute(
+                    select(Patient.id_system, Patient.local_id).where(Patient.id == stored)
+                ).first()
+            )
+            name = f"{row[0]}|{row[1]}" if row is not None else "(unknown)"
+            self._patient_names[stored] = name
+        subject = f"{via} refers to the {kind}" if via else f"the {kind}"
+        return PatientConflict(
+            f"patient conflict: {subject} {system}|{local_id or '(no id)'} belongs to patient "
+            f"{name} ({stored}) at this member, but this input names patient "
+            f"{new.system}|{new.local_id} ({self._ref_id(new)}); nothing was moved (the stored "
+            f"record is unchanged; an explicit merge is not modelled yet)",
+            kind=kind,
+            natural_id=f"{system}|{local_id}",
+            stored_patient=stored,
+            new_patient=self._ref_id(new),
+        )
 
     def _ref_id(self, ref: Ref) -> str:
         """`ref_id` for this store's member, remembered (a message names its patient often;
@@ -655,6 +764,7 @@ class RecordStore:
             obj = _new_row(kind, {"stub": True, **common})
         else:
             obj = _new_row(kind, {"patient_id": patient_id, "flags": ["stub"], **common})
+            self.owner[rid] = patient_id
         self._rows.setdefault(kind, []).append(obj)
         self.objects[rid] = obj
         self.known[rid] = STUB_HASH
@@ -669,11 +779,16 @@ class RecordStore:
         message: str = "",
         position: str = "",
         original: str | None = None,
+        flags: Sequence[str] = (),
     ) -> Stored:
-        """Insert, update or recognise one record (see the module docstring)."""
+        """Insert, update or recognise one record (see the module docstring); `flags` are the
+        quality flags the connector found (kept with the record, not part of its content)."""
         planned = self._plans.get(id(record)) or self.plan(record)
         rid, kind, content_hash = planned.id, record.kind, planned.content_hash
-        if not self._exists(kind, rid):
+        exists = self._exists(kind, rid)
+        if kind != "patient":
+            self._check_patient(record, rid, exists)
+        if not exists:
             obj: Any = None
         else:
             current = self.known[rid]
@@ -683,6 +798,7 @@ class RecordStore:
         stubs_before = self.stubs
         now = utcnow()
         is_new = obj is None
+        before: dict[str, Any] | None = None
         if obj is None:
             obj = _new_row(
                 kind,
@@ -701,6 +817,7 @@ class RecordStore:
                 obj.id_system = record.system[:200]
                 obj.local_id = record.local_id
         else:
+            before = self._keep_version(kind, obj, now)
             obj.content_hash = content_hash
             obj.updated_at = now
         self.objects[rid] = obj
@@ -728,8 +845,18 @@ class RecordStore:
             obj.kind = record.type_name[:80]
             obj.patient_id = self._stub("patient", record.patient)
             obj.body = record.body
+        if kind != "other":
+            if flags:
+                current_flags = obj.flags if kind in _STANDARD_FLAGGED else []
+                obj.flags = list(current_flags) + [f for f in flags if f not in current_flags]
+            elif kind not in _STANDARD_FLAGGED:
+                obj.flags = []
+        if kind != "patient":
+            self.owner[rid] = obj.patient_id
         if is_new:
             self._rows.setdefault(kind, []).append(obj)
+        elif kind == "patient" and before is not None:
+            self._audit_patient(obj, before)
         if isinstance(record, ReportIn) and record.results:
             self._link_results(rid, record.results)
         self._provenance.append(
@@ -737,6 +864,45 @@ class RecordStore:
         )
         return Stored(
             Outcome.STORED if is_new else Outcome.UPDATED, kind, rid, self.stubs - stubs_before
+        )
+
+    def _keep_version(self, kind: str, obj: Any, now: datetime) -> dict[str, Any] | None:
+        """Keep a stored record's content before an update replaces it (`record_version`);
+        returns it (None for a placeholder or a row of this batch, which have no version)."""
+        if isinstance(obj, _Row) or obj.content_hash == STUB_HASH:
+            return None
+        content = _content_of(obj)
+        self.session.add(
+            RecordVersion(
+                record_type=kind,
+                record_id=obj.id,
+                institution_id=obj.institution_id,
+                content_hash=obj.content_hash,
+                content=content,
+                replaced_at=now,
+                replaced_by_run=self.ctx.run_id,
+            )
+        )
+        return content
+
+    def _audit_patient(self, obj: Patient, before: dict[str, Any]) -> None:
+        """One audit row per updated patient: what changed (identifiers, name, birth date...)."""
+        actor = self.ctx.actor
+        if actor is None:
+            return
+        after = _content_of(obj)
+        changed = sorted(k for k in after if k not in _UNAUDITED and after[k] != before.get(k))
+        audit.record(
+            self.session,
+            actor=actor,
+            action=AuditAction.UPDATE,
+            entity_type="patient",
+            entity_id=obj.id,
+            entity_institution=obj.institution_id,
+            before={k: before.get(k) for k in changed},
+            after={k: after[k] for k in changed},
+            detail=f"updated by ingest run {self.ctx.run_id}: {', '.join(changed) or 'content'}",
+            source=self.ctx.channel,
         )
 
     def _link_results(self, report_id: str, results: list[Ref]) -> None:
@@ -807,6 +973,33 @@ class RecordStore:
     def discard(self) -> None:
         """Forget what has not been written (after the savepoint it was meant for failed)."""
         self._rows, self._provenance, self._links = {}, [], []
+
+
+# Kinds whose `flags` the standard form sets (parse flags are added to them); the others' flags
+# are the parse flags alone.
+_STANDARD_FLAGGED = frozenset({"encounter", "report", "observation"})
+# Columns a patient's audit row leaves out (bookkeeping, not what the member said).
+_UNAUDITED = frozenset({"content_hash", "updated_at", "created_at", "stub", "name_pinyin"})
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # JSON has no NaN or infinity
+    return value
+
+
+def _content_of(obj: Any) -> dict[str, Any]:
+    """A loaded record's columns as JSON (a patient's with its identifiers)."""
+    out = {
+        prop.key: _json_safe(getattr(obj, prop.key)) for prop in sa_inspect(type(obj)).column_attrs
+    }
+    if isinstance(obj, Patient):
+        out["identifiers"] = sorted([i.system, i.value, i.type] for i in obj.identifiers)
+    return out
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

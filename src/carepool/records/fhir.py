@@ -338,6 +338,9 @@ def _page_rows(
 # -- resources ------------------------------------------------------------------------------------
 
 
+_COMPARATORS = frozenset({"<", "<=", ">=", ">"})  # FHIR Quantity.comparator
+
+
 def _quantity(value: float | None, unit: str | None, ucum: bool) -> Json | None:
     if value is None:
         return None
@@ -467,10 +470,13 @@ def observation_to_fhir(o: Observation | Row[Any]) -> Json:
     if o.issued_at:
         out["issued"] = o.issued_at.isoformat()
     standard = _quantity(o.value, o.unit, ucum=True)
+    if standard is None and o.value_type == "quantity" and o.original_number is not None:
+        standard = _quantity(o.original_number, o.original_unit or None, ucum=False)
     if standard is not None:
+        if o.comparator in _COMPARATORS:
+            # `<0.2`: the value is a bound, never an exact result
+            standard = {"value": standard["value"], "comparator": o.comparator, **standard}
         out["valueQuantity"] = standard
-    elif o.value_type == "quantity" and o.original_number is not None:
-        out["valueQuantity"] = _quantity(o.original_number, o.original_unit or None, ucum=False)
     elif o.value_type == "coded" and (o.value_code or o.original_value):
         out["valueCodeableConcept"] = {
             **(
@@ -933,6 +939,7 @@ OBSERVATION_COLUMNS = (
     "value_code",
     "value_code_system",
     "interpretation",
+    "comparator",
     "effective_at",
     "issued_at",
     "flags",

@@ -110,6 +110,8 @@ class Patient(Base):
     deceased_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     # A placeholder made because a result referred to a patient not (yet) received.
     stub: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # Quality flags the connector found while parsing (`invalid-date:PID-7`).
+    flags: Mapped[list[str]] = mapped_column(JsonType, nullable=False, default=list)
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False, default=utcnow)
@@ -271,7 +273,11 @@ class Observation(Base):
     interpretation: Mapped[str] = mapped_column(String(20), nullable=False, default="")
     effective_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     issued_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
-    # `implausible`, `unmapped-code`, `unmapped-unit`, ...; `note` says why.
+    # How the sent value relates to the true one: `<`, `<=`, `>=`, `>` (FHIR
+    # Quantity.comparator); empty for an exact value. `value` and `original_number` are the
+    # bound, never to be served without it.
+    comparator: Mapped[str] = mapped_column(String(2), nullable=False, default="")
+    # `implausible`, `unmapped-code`, `unmapped-unit`, parse flags, ...; `note` says why.
     flags: Mapped[list[str]] = mapped_column(JsonType, nullable=False, default=list)
     note: Mapped[str] = mapped_column(String(500), nullable=False, default="")
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -310,6 +316,7 @@ class ClinicalOrder(Base):
     original_text: Mapped[str] = mapped_column(String(300), nullable=False, default="")
     priority: Mapped[str] = mapped_column(String(20), nullable=False, default="")
     ordered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    flags: Mapped[list[str]] = mapped_column(JsonType, nullable=False, default=list)
     patient: Mapped[Patient] = relationship(lazy="raise")
     encounter: Mapped[Encounter | None] = relationship(lazy="raise")
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
@@ -357,6 +364,28 @@ class Provenance(Base):
     content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     # The record's original text (HL7 segment, FHIR resource, CSV row) when the feed had one.
     original: Mapped[str | None] = mapped_column(Text)
+
+
+class RecordVersion(Base):
+    """The content a record had before an update replaced it (its columns as JSON).
+
+    Provenance says where each version came from (and keeps its original text when the feed
+    had one); this keeps what the store held, so a clinician or an auditor can see what a
+    result or a patient's identifiers were before a member's correction.
+    """
+
+    __tablename__ = "record_version"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    record_type: Mapped[str] = mapped_column(String(30), nullable=False)
+    record_id: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    institution_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    content: Mapped[dict[str, Any]] = mapped_column(JsonType, nullable=False)
+    replaced_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    replaced_by_run: Mapped[str | None] = mapped_column(String(40))
 
 
 RECORD_MODELS: dict[str, type[Base]] = {

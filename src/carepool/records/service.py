@@ -20,6 +20,7 @@ from carepool.records.models import (
     Patient,
     PatientIdentifier,
     Provenance,
+    RecordVersion,
 )
 
 
@@ -138,6 +139,17 @@ def iter_observations(
 
 def provenance_of(session: Session, *, record_id: str) -> list[Provenance]:
     stmt = select(Provenance).where(Provenance.record_id == record_id).order_by(Provenance.id)
+    return list(session.scalars(stmt))
+
+
+def versions_of(session: Session, *, record_id: str) -> list[RecordVersion]:
+    """The contents a record had before each update replaced it, oldest first (the current
+    content is the record itself; `provenance_of` says where each version came from)."""
+    stmt = (
+        select(RecordVersion)
+        .where(RecordVersion.record_id == record_id)
+        .order_by(RecordVersion.replaced_at, RecordVersion.id)
+    )
     return list(session.scalars(stmt))
 
 

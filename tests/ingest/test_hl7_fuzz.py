@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -81,6 +81,7 @@ def _check(data: bytes) -> int:
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(FEEDS)
+@example(b"\x00" + hostile.utf16()[1:])  # a broken UTF-16 mark: a UTF-8 lead byte was stripped
 def test_no_hl7_input_raises_and_every_unit_is_accounted_for(data: bytes) -> None:
     _check(data)
 

@@ -71,9 +71,18 @@ _SEGMENT_SPLIT = re.compile(r"\r\n|\r|\n")
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _LINE = re.compile(rb"\r\n|\r|\n")
 _BOM = codecs.BOM_UTF8
-# Bytes that may sit before a segment id: a UTF-8 byte-order mark (any message of a file may
-# start with one), MLLP's start byte, blanks.
-_LEAD = b"\xef\xbb\xbf\x0b \t\x00"
+# Bytes that may sit before a segment id besides a UTF-8 byte-order mark (any message of a file
+# may start with one): MLLP's start byte, blanks.
+_LEAD = b"\x0b \t\x00"
+
+
+def _lstrip(line: bytes) -> bytes:
+    head = line.lstrip(_LEAD)
+    while head.startswith(_BOM):  # a whole mark only: its bytes also start other characters
+        head = head[3:].lstrip(_LEAD)
+    return head
+
+
 # The last field each segment must have (the last required one in v2.5): an unterminated last
 # segment with fewer fields was cut off in transit.
 _REQUIRED_FIELDS = {"MSH": 12, "EVN": 2, "PID": 5, "PV1": 2, "ORC": 1, "OBR": 4, "OBX": 11}
@@ -227,7 +236,7 @@ def _split(data: bytes) -> list[Message]:
         ends_frame = cut >= 0
         if ends_frame:
             line = line[:cut]
-        head = line.lstrip(_LEAD)
+        head = _lstrip(line)
         lead = len(line) - len(head)
         body = head.rstrip(b" \t")
         if body:
@@ -262,7 +271,7 @@ def _split(data: bytes) -> list[Message]:
 
 def _msh18(body: bytes) -> str:
     """MSH-18 (character set), first repetition, read from the message's ASCII header."""
-    first = _LINE.split(body, 1)[0].lstrip(_LEAD)
+    first = _lstrip(_LINE.split(body, 1)[0])
     if len(first) < 8 or not first.startswith(b"MSH"):
         return ""
     fields = first.split(first[3:4])

@@ -6,6 +6,8 @@ message, and what a lab engineer expects stored or refused (with where and why).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -42,6 +44,7 @@ def test_inputs_split_into_messages_with_their_exact_bytes(case: str, count: int
     assert len(_records(units, PatientIn)) == count
     for unit in units:
         assert unit.raw in data  # a slice of the input, not re-encoded text
+        assert unit.raw.endswith((b"\r", b"\n"))  # with its last segment's terminator
         assert unit.raw.lstrip(b"\xef\xbb\xbf").startswith(b"MSH|")
         (again,) = _units(unit.raw)  # a dead letter's bytes read back the same
         assert [p.record for p in again.records] == [p.record for p in unit.records]
@@ -332,3 +335,31 @@ def test_unmodelled_segments_are_stored_with_the_message(
         (kept,) = session.scalars(select(OtherRecord)).all()
     assert kept.kind.endswith("hl7:segments") and len(kept.body["segments"]) == 6
     assert kept.patient_id is not None
+
+
+# -- third-party samples ---------------------------------------------------------------------
+
+# The only unit errors the shared samples deserve: an OBX whose OBX-3 (observation identifier,
+# required) is empty (an attachment sent without saying what it is).
+_DESERVED = {
+    "ORU-R01-01.hl7": ["ORU-R01-01.hl7#1/OBX[10]"],
+    "OUL-R22-01.hl7": ["OUL-R22-01.hl7#1/OBX[17]"],
+    "OUL-R23-01.hl7": ["OUL-R23-01.hl7#1/OBX[17]"],
+    "OUL-R24-01.hl7": ["OUL-R24-01.hl7#1/OBX[12]"],
+}
+
+
+def test_shared_hl7_samples_parse_without_undeserved_errors(shared_dir: Path) -> None:
+    folder = shared_dir / "data" / "hl7v2-messages"
+    files = sorted(folder.glob("*.hl7"))
+    assert files
+    for path in files:
+        units = _units(path.read_bytes(), path.name)
+        assert len(units) == 1, path.name
+        (unit,) = units
+        assert [pos for pos, _why in unit.errors] == _DESERVED.get(path.name, []), unit.errors
+        assert not any(p.flags for p in unit.records), path.name
+        kept = [p.record for p in unit.records if p.record.kind == "other"]
+        texts = [t for r in kept for t in r.body.get("segments", [])]  # type: ignore[union-attr]
+        if texts:
+            assert len(texts) == sum(unit.unmodelled.values()), path.name

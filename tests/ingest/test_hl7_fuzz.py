@@ -76,6 +76,14 @@ def _check(data: bytes) -> int:
         assert unit.received >= 1, unit  # a unit yields records or says why it cannot
         for _position, reason in unit.errors:
             assert reason
+        kept = [
+            text
+            for p in unit.records
+            if getattr(p.record, "type_name", "") == "hl7:segments"
+            for text in p.record.body["segments"]  # type: ignore[union-attr]
+        ]
+        if kept and not unit.errors:  # what is counted as not modelled is what is kept
+            assert len(kept) == sum(unit.unmodelled.values())
     return sum(u.received for u in units)
 
 

@@ -34,7 +34,13 @@ def _records(units: list[Unit], cls: type) -> list:
 
 @pytest.mark.parametrize(
     ("case", "count"),
-    [("batch", 2), ("concatenated_with_boms", 3), ("mllp_framed", 2), ("line_endings", 3)],
+    [
+        ("batch", 2),
+        ("concatenated_with_boms", 3),
+        ("mllp_framed", 2),
+        ("frames_back_to_back", 2),
+        ("line_endings", 3),
+    ],
 )
 def test_inputs_split_into_messages_with_their_exact_bytes(case: str, count: int) -> None:
     data = hostile.CASES[case]()

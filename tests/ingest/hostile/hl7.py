@@ -66,6 +66,18 @@ def mllp_framed() -> bytes:
     return b"".join(VT + cbc(f"L{i}", f"M20{i}", f"F20{i}").encode() + FS for i in range(2))
 
 
+def frames_back_to_back() -> bytes:
+    """MLLP frames with no CR after the end byte: the next start byte follows at once."""
+    return (
+        VT
+        + cbc("K0", "M210", "F210").encode()
+        + b"\x1c"
+        + VT
+        + cbc("K1", "M211", "F211").encode()
+        + FS
+    )
+
+
 def line_endings() -> bytes:
     """Three messages: segments ending CR, LF and CRLF."""
     return "".join(

@@ -236,6 +236,8 @@ def _split(data: bytes) -> list[Message]:
         ends_frame = cut >= 0
         if ends_frame:
             line = line[:cut]
+            next_pos = pos + cut + 1  # what follows the end byte is read as a line of its own
+            match = None
         head = _lstrip(line)
         lead = len(line) - len(head)
         body = head.rstrip(b" \t")

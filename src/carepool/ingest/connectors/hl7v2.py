@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
@@ -269,6 +269,18 @@ def _split(data: bytes) -> list[Message]:
         pos = next_pos
     close()
     return out
+
+
+_SEGMENT_PATTERNS: dict[str, Callable[[str], object]] = {}
+
+
+def _segment_pattern(field_sep: str) -> Callable[[str], object]:
+    """A test for `XXX<sep>...` or `XXX` (an upper-case letter, then two letters or digits)."""
+    found = _SEGMENT_PATTERNS.get(field_sep)
+    if found is None:
+        pattern = re.compile(r"[A-Z][A-Z0-9]{2}(?:" + re.escape(field_sep) + r"|\Z)")
+        found = _SEGMENT_PATTERNS[field_sep] = pattern.match
+    return found
 
 
 def _msh18(body: bytes) -> str:
@@ -513,16 +525,9 @@ class _Message:
             )
             return
         good: list[str] = []
+        is_segment = _segment_pattern(field_sep)
         for n, seg in enumerate(lines, start=1):
-            sid = seg[:3]
-            if (
-                len(sid) == 3
-                and sid.isascii()
-                and sid.isalnum()
-                and sid.isupper()
-                and sid[0].isalpha()
-                and (len(seg) == 3 or seg[3] == field_sep)
-            ):
+            if is_segment(seg):
                 good.append(seg)
             else:
                 unit.errors.append(

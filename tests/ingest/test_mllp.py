@@ -8,9 +8,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from carepool.ingest.mllp import END, START, MllpServer, ack, frame
-from carepool.records.models import Observation
+from carepool.ingest.models import DeadLetter
+from carepool.records.models import Observation, Patient
 from tests.ingest import feeds
 from tests.ingest.conftest import SYSTEM
+from tests.ingest.hostile import hl7 as hostile
 
 
 async def _exchange(server: MllpServer, messages: list[bytes]) -> list[str]:
@@ -67,3 +69,64 @@ def test_ack_swaps_sender_and_receiver() -> None:
     reply = ack(feeds.HL7_CBC, "AA")
     msh = reply.split("\r")[0].split("|")
     assert (msh[2], msh[3], msh[4], msh[5]) == ("CAREPOOL", "CAREPOOL", "LIS", "TOWNSHIP")
+
+
+def _letters(members: sessionmaker[Session]) -> list[DeadLetter]:
+    with members() as s:
+        return list(s.scalars(select(DeadLetter).order_by(DeadLetter.id)))
+
+
+def test_a_report_over_64_kib_passes_under_the_configured_maximum(
+    members: sessionmaker[Session],
+) -> None:
+    pdf = "JVBERi0xLjQK" + "A" * 300_000  # an embedded PDF (base64) of about 300 kB
+    message = hostile.message(
+        hostile.msh("PDF1"),
+        hostile.pid("MPDF"),
+        hostile.obr("FPDF"),
+        hostile.obx(1, "HGB", "140"),
+        f"OBX|2|ED|PDF^Report^L||^AP^PDF^Base64^{pdf}||||||F",
+    )
+    server = MllpServer(members, actor=SYSTEM, institution_id="clinic", port=0)
+    (reply,) = asyncio.run(_exchange(server, [frame(message)]))
+    assert _msa(reply)[1] == "AA"
+    with members() as s:
+        assert s.scalar(select(func.count()).select_from(Observation)) == 2
+
+
+def test_refused_frames_are_answered_ar_and_dead_lettered(members: sessionmaker[Session]) -> None:
+    big = frame(hostile.cbc("BIG", "M1", "F1") + "NTE|1||" + "x" * 5000)
+    server = MllpServer(members, actor=SYSTEM, institution_id="clinic", port=0, max_message=2000)
+    replies = asyncio.run(
+        _exchange(
+            server,
+            [big, b"junk before a frame" + frame(hostile.cbc("OK1", "M2", "F2")), frame("hi")],
+        )
+    )
+    assert [_msa(r)[1] for r in replies] == ["AR", "AR", "AA", "AR"][: len(replies)]
+    assert "over the maximum of 2000 bytes" in replies[0] and "dead letter" in replies[0]
+    assert "outside an MLLP frame" in replies[1]
+    letters = _letters(members)
+    assert [len(d.raw) for d in letters][:2] == [2000, len(b"junk before a frame")]
+    assert letters[0].raw == big[1:2001] and letters[1].raw == b"junk before a frame"
+    assert all(d.reason for d in letters)
+
+
+def test_gbk_over_mllp_lands_decoded_never_replaced(members: sessionmaker[Session]) -> None:
+    server = MllpServer(members, actor=SYSTEM, institution_id="clinic", port=0)
+    replies = asyncio.run(
+        _exchange(server, [frame(hostile.gbk_detected()), frame(hostile.gb18030_declared())])
+    )
+    assert [_msa(r)[1] for r in replies] == ["AA", "AA"]
+    with members() as s:
+        names = sorted(s.scalars(select(Patient.name)))
+    assert names == sorted(["欧阳娜娜", "张三丰"])
+
+
+def test_undecodable_text_over_mllp_is_not_acknowledged_aa(members: sessionmaker[Session]) -> None:
+    server = MllpServer(members, actor=SYSTEM, institution_id="clinic", port=0)
+    (reply,) = asyncio.run(_exchange(server, [frame(hostile.unknown_msh18())]))
+    assert _msa(reply)[1] == "AE" and "dead letters" in reply
+    (letter,) = _letters(members)
+    assert letter.raw == hostile.unknown_msh18().rstrip(b"\r") + b"\r"
+    assert "KLINGON-8" in letter.reason

@@ -1021,3 +1021,70 @@ __all__ = [
     "do_retry_dead_letter",
     "standardise",
 ]
+
+
+# -- refused transport frames -----------------------------------------------------------------
+
+
+def do_dead_letter_frame(
+    factory: sessionmaker[Session],
+    *,
+    actor: Principal,
+    institution_id: str,
+    source: str,
+    raw: bytes,
+    reason: str,
+    channel: str = "mllp",
+) -> int:
+    """Keep bytes a listener refused before parsing (a frame too large, broken framing) as a
+    dead letter of a one-item run of their own, audited; returns the dead letter's id. A retry
+    feeds them through the HL7 v2 connector like any other dead letter."""
+    now = utcnow()
+    run_id = uuid.uuid4().hex
+    with transaction(factory) as session:
+        session.add(
+            IngestRun(
+                id=run_id,
+                institution_id=institution_id,
+                actor=actor.username,
+                channel=channel,
+                status=RunStatus.SUCCEEDED,
+                inputs=[{"name": source, "format": "hl7v2", "bytes": len(raw)}],
+                started_at=now,
+                finished_at=now,
+                received=1,
+                rejected=1,
+                bytes_total=len(raw),
+                bytes_done=len(raw),
+                units_done=1,
+            )
+        )
+        session.flush()
+        letter = _dead_letter(
+            session,
+            run_id=run_id,
+            institution_id=institution_id,
+            fmt="hl7v2",
+            source=source,
+            unit=Unit(position=source, raw=raw),
+            reasons=[f"{source}: {reason}"],
+            rejected=1,
+            options={},
+            retry_of=None,
+        )
+        audit.record(
+            session,
+            actor=actor,
+            action=AuditAction.EXECUTE,
+            entity_type="ingest_run",
+            entity_id=run_id,
+            entity_institution=institution_id,
+            outcome=AuditOutcome.FAILED,
+            after={"dead_letter": letter, "bytes": len(raw)},
+            detail=f"refused: {reason}"[:500],
+            source=channel,
+        )
+    return letter
+
+
+__all__.append("do_dead_letter_frame")

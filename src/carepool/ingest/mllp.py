@@ -5,6 +5,15 @@ member (the same path as files: idempotent, counted, dead-lettered), and the ans
 HL7 v2 original acknowledgement mode: `AA` when every record was stored or already known,
 `AE` when some records went to the dead-letter store (the sender need not resend: nothing was
 lost), `AR` when the message was refused as a whole (not HL7, unknown member, no permission).
+
+The listener reads frames itself (not `StreamReader.readuntil`, whose 64 KiB buffer refused
+every report with an embedded PDF): a frame may be up to `max_message` bytes. What it refuses —
+a frame over the maximum, bytes outside a frame, a frame cut by the next start byte or by the
+connection closing — is answered AR saying why (when the sender is still there) and kept as a
+dead letter with its bytes (`actions.do_dead_letter_frame`; of a frame over the maximum the first
+`max_message` bytes). A frame's bytes go to the HL7 v2 connector as received, so MSH-18, the
+listener's declared encoding or detection decide the character set, never UTF-8 with
+replacement characters.
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,9 +29,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from carepool.core.auth import Principal
 from carepool.core.errors import CarepoolError
 from carepool.ingest import actions
-from carepool.ingest.connectors.hl7v2 import split_messages
+from carepool.ingest.connectors.charset import CharsetError
+from carepool.ingest.connectors.hl7v2 import _utf16, split_message_bytes
 
-__all__ = ["END", "START", "MllpServer", "ack", "frame"]
+__all__ = ["END", "MAX_MESSAGE", "START", "MllpServer", "ack", "frame"]
 
 START = b"\x0b"
 END = b"\x1c\r"
@@ -35,7 +46,8 @@ def frame(message: bytes | str) -> bytes:
 
 def ack(message: str, code: str, text: str = "") -> str:
     """An ACK for `message` (original mode): MSH with sender and receiver swapped, MSA, ERR."""
-    fields = message.split("\r", 1)[0].split("|") if message.startswith("MSH") else []
+    header = message.lstrip("\ufeff").split("\r", 1)[0].split("\n", 1)[0]
+    fields = header.split(header[3]) if header.startswith("MSH") and len(header) > 3 else []
 
     def f(n: int) -> str:  # MSH-n (MSH-1 is the separator, so MSH-n is fields[n - 1])
         return fields[n - 1] if len(fields) >= n else ""
@@ -68,8 +80,20 @@ def ack(message: str, code: str, text: str = "") -> str:
     return "\r".join(segments) + "\r"
 
 
+_BLANK = b" \t\r\n"
+_FS = b"\x1c"
+
+
+def _header(data: bytes) -> str:
+    """A frame's first segment as text (MSH is ASCII; UTF-16 is decoded), for the ACK."""
+    wide = _utf16(data)
+    text = data.decode(wide, errors="replace") if wide else data[:4096].decode("latin-1")
+    return text.lstrip("\ufeff").split("\r", 1)[0].split("\n", 1)[0]
+
+
 class MllpServer:
-    """Listens on host:port and ingests every message as member `institution_id`."""
+    """Listens on host:port and ingests every message as member `institution_id`; frames of up
+    to `max_message` bytes."""
 
     def __init__(
         self,
@@ -79,14 +103,17 @@ class MllpServer:
         institution_id: str,
         host: str = "127.0.0.1",
         port: int = 2575,
+        max_message: int = MAX_MESSAGE,
     ) -> None:
         self.factory = factory
         self.actor = actor
         self.institution_id = institution_id
         self.host = host
         self.port = port
+        self.max_message = max_message
         self._server: asyncio.Server | None = None
         self.handled = 0
+        self.refused = 0
 
     async def start(self) -> tuple[str, int]:
         self._server = await asyncio.start_server(self._client, self.host, self.port)
@@ -109,49 +136,132 @@ class MllpServer:
         peer = writer.get_extra_info("peername")
         name = f"mllp:{peer[0]}:{peer[1]}" if peer else "mllp"
         try:
-            while True:
-                try:
-                    await reader.readuntil(START)
-                    data = await reader.readuntil(END)
-                except asyncio.IncompleteReadError:
+            async for data, refusal, open_ in self._frames(reader):
+                if refusal:
+                    reply = await self._refuse(data, name, refusal)
+                else:
+                    reply = await self._handle(data, name)
+                if not open_:
                     return
-                except asyncio.LimitOverrunError:
-                    writer.write(frame(ack("", "AR", "message too large")))
-                    await writer.drain()
-                    return
-                reply = await self._handle(data[: -len(END)], name)
                 writer.write(frame(reply))
                 await writer.drain()
         finally:
             writer.close()
 
+    async def _frames(self, reader: asyncio.StreamReader) -> AsyncIterator[tuple[bytes, str, bool]]:
+        """(bytes, why they are refused or "", whether the sender can still be answered)."""
+        limit = self.max_message
+        buf = bytearray()
+        skipped = 0  # bytes of an oversized frame dropped after its first `limit`
+        kept = b""
+        while True:
+            chunk = await reader.read(1 << 16)
+            if not chunk:
+                if skipped:
+                    yield kept, self._too_large(skipped), False
+                elif buf.strip(_BLANK):
+                    body = bytes(buf[1:]) if buf[:1] == START else bytes(buf)
+                    yield body, "the connection closed inside a frame (no end bytes 1C 0D)", False
+                return
+            if skipped:  # inside an oversized frame: drop bytes until its end
+                end = chunk.find(_FS)
+                if end < 0:
+                    skipped += len(chunk)
+                    continue
+                skipped += end
+                yield kept, self._too_large(skipped), True
+                skipped, kept = 0, b""
+                chunk = chunk[end + 1 :]
+            buf += chunk
+            while buf:
+                start = buf.find(START)
+                if start != 0:
+                    junk = bytes(buf if start < 0 else buf[:start])
+                    del buf[: len(junk)]
+                    if junk.strip(_BLANK):
+                        yield junk, "bytes outside an MLLP frame (no start byte 0B)", True
+                    if start < 0:
+                        break
+                end = buf.find(_FS, 1)
+                again = buf.find(START, 1)
+                if again >= 0 and (end < 0 or again < end):
+                    cut = bytes(buf[1:again])
+                    del buf[:again]
+                    yield cut, "a new frame began before this one ended (no end bytes 1C 0D)", True
+                    continue
+                if end < 0:
+                    if len(buf) - 1 > limit:
+                        kept = bytes(buf[1 : limit + 1])
+                        skipped = len(buf) - 1
+                        buf.clear()
+                    break
+                body = bytes(buf[1:end])
+                del buf[: end + 2 if buf[end + 1 : end + 2] == b"\r" else end + 1]
+                if len(body) > limit:
+                    kept, skipped = body[:limit], len(body)
+                    yield kept, self._too_large(skipped), True
+                    skipped, kept = 0, b""
+                    continue
+                yield body, "", True
+
+    def _too_large(self, size: int) -> str:
+        return (
+            f"a frame of {size} bytes or more is over the maximum of {self.max_message} bytes "
+            f"(the first {self.max_message} are kept)"
+        )
+
+    async def _refuse(self, data: bytes, name: str, reason: str) -> str:
+        self.refused += 1
+        loop = asyncio.get_running_loop()
+        run = functools.partial(
+            actions.do_dead_letter_frame,
+            self.factory,
+            actor=self.actor,
+            institution_id=self.institution_id,
+            source=name,
+            raw=data,
+            reason=reason,
+        )
+        try:
+            letter = await loop.run_in_executor(None, run)
+        except Exception as exc:  # the database is down: say so, the sender must resend
+            return ack(_header(data), "AR", f"{reason}; not kept, resend: {type(exc).__name__}")
+        return ack(_header(data), "AR", f"{reason}; kept as dead letter {letter}")
+
     async def _handle(self, data: bytes, name: str) -> str:
-        text = data.decode("utf-8", errors="replace").lstrip("\ufeff")
-        messages = split_messages(text)
-        if len(messages) != 1 or not messages[0][0].startswith("MSH"):
-            return ack(text, "AR", "one HL7 v2 message starting with MSH is expected per frame")
-        message = "\r".join(messages[0])
+        try:
+            messages = split_message_bytes(data)
+        except CharsetError:
+            messages = []  # undecodable UTF-16: the connector says why
+            one = True
+        else:
+            one = len(messages) == 1 and messages[0].raw.lstrip(b"\xef\xbb\xbf").startswith(b"MSH")
+        if not one:
+            return await self._refuse(
+                data, name, "one HL7 v2 message starting with MSH is expected per frame"
+            )
+        header = _header(data)
         loop = asyncio.get_running_loop()
         run = functools.partial(
             actions.do_ingest,
             self.factory,
             actor=self.actor,
             institution_id=self.institution_id,
-            inputs=[actions.Input(name=name, data=message.encode("utf-8"), format="hl7v2")],
+            inputs=[actions.Input(name=name, data=data, format="hl7v2")],
             channel="mllp",
         )
         try:
             summary = await loop.run_in_executor(None, run)
         except CarepoolError as exc:
-            return ack(message, "AR", exc.detail)
+            return ack(header, "AR", exc.detail)
         except Exception as exc:  # the database is down: the sender must resend
-            return ack(message, "AR", f"not stored, resend later: {type(exc).__name__}")
+            return ack(header, "AR", f"not stored, resend later: {type(exc).__name__}")
         self.handled += 1
         if summary.rejected:
             return ack(
-                message,
+                header,
                 "AE",
                 f"{summary.rejected} of {summary.received} records kept as dead letters "
                 f"{', '.join(str(i) for i in summary.dead_letters)}",
             )
-        return ack(message, "AA")
+        return ack(header, "AA")

@@ -8,7 +8,7 @@ from carepool.core.errors import InvalidInput
 from carepool.ingest.connectors.base import Connector, Parsed, ParseOptions, Unit
 from carepool.ingest.connectors.fake import FakeConnector
 from carepool.ingest.connectors.fhir import FhirConnector
-from carepool.ingest.connectors.hl7v2 import Hl7v2Connector
+from carepool.ingest.connectors.hl7v2 import Hl7v2Connector, _utf16
 from carepool.ingest.connectors.tabular import CsvConnector
 
 __all__ = [
@@ -41,6 +41,11 @@ def detect_format(name: str, data: bytes) -> str:
     head = data[:64].lstrip(b"\xef\xbb\xbf\x0b \t\r\n")
     if head.startswith((b"MSH", b"FHS", b"BHS")):
         return "hl7v2"
+    wide = _utf16(data)
+    if wide is not None:  # a UTF-16 export: look at its first characters
+        text = data[:128].decode(wide, errors="ignore").lstrip("\ufeff\x0b \t\r\n")
+        if text.startswith(("MSH", "FHS", "BHS")):
+            return "hl7v2"
     if head.startswith((b"{", b"[")) and not name.endswith(".fake"):
         return "fhir"
     suffix = Path(name).suffix.lower()

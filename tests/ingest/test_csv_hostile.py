@@ -89,7 +89,10 @@ def test_an_empty_file_is_refused_and_a_header_alone_is_nothing(
     (unit,) = _units(h.empty_file())
     assert "is empty: not even a header row" in unit.errors[0][1]
     assert _units(h.header_only()) == []
-    assert ingest(h.empty_file(), NAME, mapping_doc=h.mapping()).rejected == 1
+    # an empty delivery is not an error of the feed: the run succeeds and warns
+    empty = ingest(h.empty_file(), NAME, mapping_doc=h.mapping())
+    assert empty.received == 0 and empty.rejected == 0
+    assert empty.warnings and "is empty (0 bytes)" in empty.warnings[0]
     assert ingest(h.header_only(), NAME, mapping_doc=h.mapping()).received == 0
 
 

@@ -66,11 +66,13 @@ def test_an_empty_delivery_succeeds_with_a_warning(
     )
     assert result.exit_code == 0, result.output
     assert "warning: nightly.dat: the input is empty (0 bytes)" in result.output
-    assert "warning: bundle.json: no records found in 61 bytes read as fhir" in result.output
+    # a bundle without entries is said by the connector: one rejected item, dead-lettered
     with members() as s:
         (run,) = ingest_service.get_runs(s)[0]
-        assert run.status.value == "succeeded" and run.received == 0
-        assert len(run.warnings) == 2
+        assert run.status.value == "succeeded" and run.received == 1 and run.rejected == 1
+        assert len(run.warnings) == 1
+        letters = s.scalars(select(DeadLetter).where(DeadLetter.run_id == run.id)).all()
+        assert ["the bundle has no entries" in d.reason for d in letters] == [True]
 
 
 def test_the_api_answer_carries_unmodelled_and_warnings(

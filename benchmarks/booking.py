@@ -55,6 +55,8 @@ from carepool.core import auth, migrate
 from carepool.core.auth import Principal
 from carepool.core.db import make_engine, make_session_factory
 from carepool.demo.generator import generate
+from carepool.records import actions as records_actions
+from carepool.records.schemas import PatientIn
 
 console = Console(stderr=True)
 BOOKABLE = ("imaging", "lab", "consultation", "procedure")
@@ -379,6 +381,25 @@ def build(url: str, seed: int, start: date) -> tuple[str, list[str]]:
     return token, services
 
 
+BENCH_MEMBER_OF_PATIENTS = "ch"  # the demo's county hospital registers the benchmark's patients
+
+
+def register_patients(url: str, mrns: list[str]) -> dict[str, str]:
+    """Register `mrns` at the county hospital in one batch (a feed's way: `RecordStore`);
+    MRN -> FHIR id. Every booking names a registered patient (decision 0013)."""
+    engine = make_engine(url)
+    ctx = records_actions.StoreContext(institution_id=BENCH_MEMBER_OF_PATIENTS, feed="bench")
+    out = {}
+    with make_session_factory(engine)() as s, s.begin():
+        store = records_actions.RecordStore(s, ctx)
+        for mrn in mrns:
+            record = PatientIn(system=BENCH_MEMBER_OF_PATIENTS, local_id=mrn, name=mrn)
+            out[mrn] = store.store(record).id
+        store.flush()
+    engine.dispose()
+    return out
+
+
 def slot_supply(
     url: str, services: list[str], start: datetime, end: datetime, per_service: int
 ) -> list[dict[str, Any]]:
@@ -561,6 +582,8 @@ def profile(url: str, token: str, services: list[str], n: int) -> dict[str, dict
     event.listen(engine.pool, "checkout", lambda *a: counts.update(["checkouts"]))
     start = datetime.now(UTC) + timedelta(hours=1)
     supply = slot_supply(url, services, start, start + timedelta(days=28), per_service=200)
+    registered = register_patients(url, [f"prof-{i}" for i in range(len(supply))])
+    patients = [registered[f"prof-{i}"] for i in range(len(supply))]
     paths = search_paths(services, start, n)
     headers = {"Authorization": f"Bearer {token}"}
     samples: Counter[str] = Counter()
@@ -574,7 +597,7 @@ def profile(url: str, token: str, services: list[str], n: int) -> dict[str, dict
 
             async def one(i: int) -> int:
                 if kind == "booking":
-                    body = {**supply[i], "patient_ref": f"prof-{i}"}
+                    body = {**supply[i], "patient_ref": patients[i]}
                     r = await client.post("/api/v1/appointments", json=body, headers=headers)
                 else:
                     r = await client.get(paths[i % len(paths)], headers=headers)
@@ -710,7 +733,10 @@ def main(argv: list[str] | None = None) -> int:
         def bodies() -> str:
             k = next(next_chunk)
             part = supply[k * per_level : (k + 1) * per_level]
-            lines = [json.dumps({**b, "patient_ref": f"bench-{k}-{i}"}) for i, b in enumerate(part)]
+            ids = register_patients(url, [f"bench-{k}-{i}" for i in range(len(part))])
+            lines = [
+                json.dumps({**b, "patient_ref": ids[f"bench-{k}-{i}"]}) for i, b in enumerate(part)
+            ]
             return _write_lines(tmp / f"bodies-{k}.jsonl", lines)
 
         paths_file = _write_lines(

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from carepool.booking.cli import app as patients_app
 from carepool.catalog.cli import app as catalog_app
 from carepool.core import migrate
 from carepool.core.cli import DbOption, auth_app, db_app, resolve_url
@@ -31,6 +32,7 @@ app.add_typer(ingest_app, name="ingest")
 app.add_typer(terminology_app, name="terminology")
 app.add_typer(quality_app, name="quality")
 app.add_typer(identity_app, name="identity")
+app.add_typer(patients_app, name="patients")
 app.command("demo")(demo)
 
 

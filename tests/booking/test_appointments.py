@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from carepool.core.audit import AuditOutcome, AuditRecord
 from carepool.core.events import OutboxEvent
 from carepool.core.time import FakeClock
-from tests.booking.conftest import at
+from tests.booking.conftest import at, pid
 
 Headers = dict[str, dict[str, str]]
 
@@ -24,7 +24,7 @@ def _book(
         "service_id": "ct-head",
         "institution_id": "hosp",
         "start": start,
-        "patient_ref": patient,
+        "patient_ref": pid(patient),
     }
     body.update(extra)
     return client.post("/api/v1/appointments", json=body, headers=h)
@@ -94,7 +94,7 @@ def test_slot_id_round_trip(client: TestClient, pool: Headers) -> None:
     ).json()["items"][0]
     booked = client.post(
         "/api/v1/appointments",
-        json={"slot_id": slot["id"], "patient_ref": "p9"},
+        json={"slot_id": slot["id"], "patient_ref": pid("p9")},
         headers=pool["clinic_doctor"],
     )
     assert booked.status_code == 201, booked.text
@@ -284,7 +284,7 @@ def test_viewer_cannot_book_and_service_rules_apply(client: TestClient, pool: He
             "service_id": "ct-head",
             "institution_id": "clinic",
             "start": at(1, 9, 5),
-            "patient_ref": "p",
+            "patient_ref": pid("p"),
         },
         headers=pool["clinic_doctor"],
     )
@@ -295,7 +295,7 @@ def test_viewer_cannot_book_and_service_rules_apply(client: TestClient, pool: He
             "service_id": "ct-head",
             "institution_id": "hosp",
             "start": "2026-12-01T09:05:00",
-            "patient_ref": "p",
+            "patient_ref": pid("p"),
         },
         headers=pool["clinic_doctor"],
     )

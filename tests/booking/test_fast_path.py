@@ -18,9 +18,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from carepool.booking import _fast
-from tests.booking.conftest import T0, at
+from tests.booking.conftest import T0, at, pid, register_patients
 from tests.factories import small_catalog
 
 Headers = dict[str, dict[str, str]]
@@ -53,7 +54,12 @@ def _use(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _book(client: TestClient, h: dict[str, str], start: str, **extra: Any) -> Any:
-    body = {"service_id": "ct-head", "institution_id": "hosp", "start": start, "patient_ref": "p1"}
+    body = {
+        "service_id": "ct-head",
+        "institution_id": "hosp",
+        "start": start,
+        "patient_ref": pid("p1"),
+    }
     return client.post("/api/v1/appointments", json=body | extra, headers=h)
 
 
@@ -62,6 +68,7 @@ def _rows(engine: Engine, apt_id: str) -> dict[str, Any]:
     queries = {
         "appointment": "SELECT * FROM appointment WHERE id = :id",
         "claims": "SELECT * FROM resource_claim WHERE owner_id = :id ORDER BY id",
+        "patient_claims": "SELECT * FROM patient_claim WHERE owner_id = :id ORDER BY id",
         "audit": "SELECT *, before IS NULL AS before_is_sql_null, after IS NULL AS "
         "after_is_sql_null FROM audit_event WHERE entity_id = :id ORDER BY id",
         "outbox": "SELECT *, payload IS NULL AS payload_is_sql_null FROM event_outbox "
@@ -118,6 +125,13 @@ def test_both_paths_write_the_same_rows(
             assert fast_row == orm_row, f"{table}: (fast, orm) {differ}"
     rows = seen["fast"]["rows"]
     assert len(rows["claims"]) == 2 and len(rows["audit"]) == 1 and len(rows["outbox"]) == 1
+    (patient_claim,) = rows["patient_claims"]
+    assert patient_claim["patient_id"] == pid("p1") and patient_claim["lane"] == "visit"
+    assert patient_claim["patient_key"].startswith("per-test-")  # the person, not the record
+    assert patient_claim["active"] is True  # read before the cancellation
+    assert (patient_claim["expires_at"] is not None) == hold
+    assert rows["appointment"][0]["patient_id"] == pid("p1")
+    assert body["patient"] == {"reference": f"Patient/{pid('p1')}"}
     assert rows["appointment"][0]["resource_ids"] == ["hosp-ct1", "hosp-tech1"]
     assert rows["audit"][0]["after"]["resource_ids"] == ["hosp-ct1", "hosp-tech1"]
     assert rows["outbox"][0]["payload"]["resources"] == ["hosp-ct1", "hosp-tech1"]
@@ -193,7 +207,7 @@ def test_a_lapsed_hold_in_the_way_is_released_on_both_paths(
     held = _book(client, pool["clinic_doctor"], at(2, 9), hold=True)
     assert held.status_code == 201, held.text
     clock.advance(timedelta(minutes=30))
-    again = _book(client, pool["hosp_doctor"], at(2, 9), patient_ref="p2")
+    again = _book(client, pool["hosp_doctor"], at(2, 9), patient_ref=pid("p2"))
     assert again.status_code == 201, again.text
     state = client.get(f"/api/v1/appointments/{held.json()['id']}", headers=pool["admin"]).json()
     assert state["status"] == "cancelled" and state["cancel_reason"] == "hold expired"
@@ -266,7 +280,12 @@ def _duo_catalog() -> dict[str, Any]:
 
 
 def test_both_paths_choose_the_same_lanes_around_random_claims(
-    client: TestClient, tokens: Any, clock: Any, monkeypatch: pytest.MonkeyPatch, app: Any
+    client: TestClient,
+    tokens: Any,
+    clock: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    app: Any,
+    sessions: sessionmaker[Session],
 ) -> None:
     """Random live and released claims in the way, overbooking on: both paths book the same
     resources, or refuse with the same problem (message and `taken` report)."""
@@ -274,8 +293,10 @@ def test_both_paths_choose_the_same_lanes_around_random_claims(
     if engine.dialect.name != "postgresql":
         pytest.skip("the booking function exists on PostgreSQL only")
     admin = tokens.admin()
-    imported = client.post("/api/v1/catalog/import", json=_duo_catalog(), headers=admin)
+    doc = _duo_catalog()
+    imported = client.post("/api/v1/catalog/import", json=doc, headers=admin)
     assert imported.status_code == 200, imported.text
+    register_patients(sessions, [i["id"] for i in doc["institutions"]])
     policy = {"hold_minutes": 10, "overbook_lanes": 1, "min_notice_minutes": 0}
     put = client.put("/api/v1/services/ct-duo/booking-policy", json=policy, headers=admin)
     assert put.status_code == 200, put.text
@@ -303,7 +324,7 @@ def test_both_paths_choose_the_same_lanes_around_random_claims(
         seen = {}
         for path in PATHS:
             _use(path, monkeypatch)
-            body = {"service_id": "ct-duo", "institution_id": "hosp", "patient_ref": f"p{k}"}
+            body = {"service_id": "ct-duo", "institution_id": "hosp", "patient_ref": pid(f"p{k}")}
             r = client.post(
                 "/api/v1/appointments", json=body | {"start": start.isoformat()}, headers=doctor
             )

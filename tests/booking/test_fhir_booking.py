@@ -7,7 +7,7 @@ from fhir.resources.R4B.appointment import Appointment
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.slot import Slot
 
-from tests.booking.conftest import at
+from tests.booking.conftest import at, pid
 
 Headers = dict[str, dict[str, str]]
 FHIR = {"Content-Type": "application/fhir+json"}
@@ -46,7 +46,10 @@ def test_create_appointment_from_slot_then_search_and_read(
         "status": "booked",
         "slot": [{"reference": f"Slot/{slot['id']}"}],
         "participant": [
-            {"actor": {"reference": "Patient/clinic-0042", "display": "张三"}, "status": "accepted"}
+            {
+                "actor": {"reference": f"Patient/{pid('p5', 'clinic')}", "display": "张三"},
+                "status": "accepted",
+            }
         ],
     }
     created = client.post(
@@ -70,14 +73,18 @@ def test_create_appointment_from_slot_then_search_and_read(
 
     found = client.get(
         "/fhir/Appointment",
-        params={"patient": "Patient/clinic-0042"},
+        params={"patient": f"Patient/{pid('p5', 'clinic')}"},
         headers=pool["clinic_doctor"],
     ).json()
     assert found["total"] == 1 and found["entry"][0]["resource"]["id"] == appt.id
     read = client.get(f"/fhir/Appointment/{appt.id}", headers=pool["clinic_doctor"])
     assert read.status_code == 200
     refs = {p["actor"]["reference"] for p in read.json()["participant"]}
-    assert refs == {"Patient/clinic-0042", "Device/hosp-ct1", "PractitionerRole/hosp-tech1"}
+    assert refs == {
+        f"Patient/{pid('p5', 'clinic')}",
+        "Device/hosp-ct1",
+        "PractitionerRole/hosp-tech1",
+    }
 
     # The booked time is no longer offered.
     first = _slots(client, pool["clinic_doctor"], _count="1")["entry"][0]["resource"]
@@ -91,7 +98,7 @@ def test_pending_appointment_is_a_hold(client: TestClient, pool: Headers) -> Non
         "resourceType": "Appointment",
         "status": "pending",
         "slot": [{"reference": f"Slot/{slot['id']}"}],
-        "participant": [{"actor": {"reference": "Patient/p7"}, "status": "accepted"}],
+        "participant": [{"actor": {"reference": f"Patient/{pid('p7')}"}, "status": "accepted"}],
     }
     created = client.post("/fhir/Appointment", json=body, headers={**pool["clinic_doctor"], **FHIR})
     assert created.status_code == 201 and created.json()["status"] == "pending"
@@ -118,7 +125,7 @@ def test_other_member_sees_no_appointments(client: TestClient, pool: Headers, to
         "resourceType": "Appointment",
         "status": "booked",
         "slot": [{"reference": f"Slot/{slot['id']}"}],
-        "participant": [{"actor": {"reference": "Patient/p8"}, "status": "accepted"}],
+        "participant": [{"actor": {"reference": f"Patient/{pid('p8')}"}, "status": "accepted"}],
     }
     appt = client.post(
         "/fhir/Appointment", json=body, headers={**pool["clinic_doctor"], **FHIR}

@@ -9,6 +9,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.encounter import Encounter
 from fhir.resources.R4B.location import Location
 
+from tests.booking.conftest import pid
 from tests.booking.test_inpatient import _admit, _do, _request
 
 Headers = dict[str, dict[str, str]]
@@ -28,7 +29,7 @@ def test_encounter_follows_the_admission(client: TestClient, wards: Headers) -> 
     parsed = Encounter.model_validate(enc.json())
     assert parsed.status == "in-progress" and parsed.class_fhir.code == "IMP"
     assert enc.json()["location"][0]["location"]["reference"] == "Location/hosp-r2-1"
-    assert enc.json()["subject"]["reference"] == "Patient/p-enc"
+    assert enc.json()["subject"]["reference"] == f"Patient/{pid('p-enc')}"
 
     moved = _do(client, wards["bed_manager"], a["id"], "transfer", bed_id="hosp-r2-2")
     assert moved.status_code == 200, moved.text
@@ -43,7 +44,7 @@ def test_encounter_follows_the_admission(client: TestClient, wards: Headers) -> 
 
     found = client.get(
         "/fhir/Encounter",
-        params={"patient": "Patient/p-enc", "status": "finished"},
+        params={"patient": f"Patient/{pid('p-enc')}", "status": "finished"},
         headers=wards["bed_manager"],
     )
     assert found.status_code == 200

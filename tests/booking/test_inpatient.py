@@ -18,6 +18,7 @@ from carepool.catalog.models import GenderPolicy, Resource, ResourceKind
 from carepool.core.audit import AuditOutcome, AuditRecord
 from carepool.core.events import OutboxEvent
 from carepool.core.time import FakeClock
+from tests.booking.conftest import pid
 
 Headers = dict[str, dict[str, str]]
 
@@ -33,7 +34,7 @@ def _request(
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "institution_id": "hosp",
-        "patient_ref": patient,
+        "patient_ref": pid(patient),
         "patient_name": f"Patient {patient}",
         "patient_sex": sex,
         "age": 54,
@@ -111,7 +112,7 @@ def test_request_options_reserve_admit(
     assert body["admitted_at"] == clock.now().isoformat()
 
     bed = _bed(_board(client, wards["bed_manager"], ward="hosp-surg"), "hosp-r2-1")
-    assert bed["state"] == "occupied" and bed["patient"]["ref"] == "p1"
+    assert bed["state"] == "occupied" and bed["patient"]["ref"] == pid("p1")
     assert bed["since"] == clock.now().isoformat()
 
     (claim,) = _claims(sessions, a["id"])
@@ -288,7 +289,12 @@ def test_bed_board_counts_and_masking(
     }
     assert [w["id"] for w in board["wards"]] == ["hosp-surg"]
     occupied = _bed(board, "hosp-r2-1")
-    assert occupied["patient"] == {"ref": "f1", "name": "Zhang Hua", "sex": "female", "age": 54}
+    assert occupied["patient"] == {
+        "ref": pid("f1"),
+        "name": "Zhang Hua",
+        "sex": "female",
+        "age": 54,
+    }
     assert occupied["features"] == ["oxygen"] and occupied["gender_policy"] == "female"
 
     west = _board(client, h, campus="hosp-west")
@@ -334,7 +340,7 @@ def test_access_rules_between_members(
         "/api/v1/admissions",
         json={
             "institution_id": "hosp",
-            "patient_ref": "x",
+            "patient_ref": pid("x"),
             "patient_sex": "male",
             "age": 3,
             "ward_id": "branch-w1",
@@ -377,7 +383,7 @@ def test_cancel_frees_the_reserved_bed_and_state_machine(
 def test_idempotent_request(client: TestClient, wards: Headers) -> None:
     body = {
         "institution_id": "hosp",
-        "patient_ref": "p1",
+        "patient_ref": pid("p1"),
         "patient_sex": "female",
         "age": 30,
         "department_id": "hosp-gs",
@@ -388,7 +394,7 @@ def test_idempotent_request(client: TestClient, wards: Headers) -> None:
     again = client.post("/api/v1/admissions", json=body, headers=h)
     assert first.status_code == 201 and again.status_code == 200
     assert first.json()["id"] == again.json()["id"]
-    other = client.post("/api/v1/admissions", json={**body, "patient_ref": "p2"}, headers=h)
+    other = client.post("/api/v1/admissions", json={**body, "patient_ref": pid("p2")}, headers=h)
     assert other.status_code == 409
     bad = client.post(
         "/api/v1/admissions", json={**body, "needed_features": ["jacuzzi"]}, headers=h

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from carepool.booking.orders.service import haversine_km
 from carepool.core.audit import AuditRecord
 from carepool.core.events import OutboxEvent
-from tests.booking.conftest import at
+from tests.booking.conftest import at, pid
 
 Headers = dict[str, dict[str, str]]
 
@@ -23,7 +23,7 @@ Headers = dict[str, dict[str, str]]
 def _order(client: TestClient, h: dict[str, str], service: str = "ct-head", **extra: Any) -> Any:
     body: dict[str, Any] = {
         "service_id": service,
-        "patient_ref": "p-ord-1",
+        "patient_ref": pid("p-ord-1"),
         "patient_name": "Liu Yang",
         "indication": "fall, head injury",
     }

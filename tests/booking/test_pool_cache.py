@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from carepool.booking import actions
 from carepool.booking.models import CacheVersion, ClaimPurpose, ResourceClaim
-from tests.booking.conftest import at
+from tests.booking.conftest import at, pid
 
 Headers = dict[str, dict[str, str]]
 
@@ -32,7 +32,9 @@ def _starts(client: TestClient, h: dict[str, str], start: str, end: str) -> list
 
 def _book(client: TestClient, h: dict[str, str], start: str, patient: str = "p1") -> Any:
     body = {"service_id": "ct-head", "institution_id": "hosp", "start": start}
-    return client.post("/api/v1/appointments", json={**body, "patient_ref": patient}, headers=h)
+    return client.post(
+        "/api/v1/appointments", json={**body, "patient_ref": pid(patient)}, headers=h
+    )
 
 
 def test_a_calendar_exception_added_through_the_api_is_seen_by_the_next_search(

@@ -19,14 +19,14 @@ from carepool.booking.referrals.errors import ChangedConcurrently
 from carepool.core.audit import AuditOutcome, AuditRecord
 from carepool.core.auth import ROLE_SCOPES, Principal, Role
 from carepool.core.events import OutboxEvent
-from tests.booking.conftest import at
+from tests.booking.conftest import at, pid
 
 Headers = dict[str, dict[str, str]]
 
 
 def _refer(client: TestClient, h: dict[str, str], **extra: Any) -> Any:
     body = {
-        "patient_ref": "p-ref-1",
+        "patient_ref": pid("p-ref-1"),
         "patient_name": "Chen Jing",
         "to_institution_id": "hosp",
         "service_id": "ct-head",
@@ -167,7 +167,7 @@ def test_full_path_seen_by_the_referring_clinic(
     assert fhir.status_code == 200, fhir.text
     sr = ServiceRequest.model_validate(fhir.json())
     assert sr.status == "completed" and sr.intent == "order"
-    assert sr.subject.reference == "Patient/p-ref-1"
+    assert sr.subject.reference == f"Patient/{pid('p-ref-1')}"
     assert sr.requester is not None and sr.requester.reference == "Organization/clinic"
     assert [p.reference for p in sr.performer or []] == ["Organization/hosp"]
 
@@ -289,7 +289,7 @@ def test_invalid_transitions_and_inputs(client: TestClient, flows: Headers) -> N
     assert _refer(client, clinic, staff_id="hosp-tech1", service_id=None).status_code == 201
     assert _refer(client, clinic, staff_id="east-tech1", service_id=None).status_code == 422
     reused = _refer(client, {**clinic, "Idempotency-Key": "k"})
-    other = _refer(client, {**clinic, "Idempotency-Key": "k"}, patient_ref="someone-else")
+    other = _refer(client, {**clinic, "Idempotency-Key": "k"}, patient_ref=pid("p3"))
     assert reused.status_code == 201 and other.status_code == 409
 
 
@@ -306,7 +306,7 @@ def test_only_the_two_members_see_a_referral(
     other_list = client.get("/api/v1/referrals", params={"institution": "clinic"}, headers=town)
     assert other_list.status_code == 403
     assert client.get(f"/fhir/ServiceRequest/{rid}", headers=town).status_code == 403
-    search = client.get("/fhir/ServiceRequest", params={"patient": "p-ref-1"}, headers=town)
+    search = client.get("/fhir/ServiceRequest", params={"patient": pid("p-ref-1")}, headers=town)
     assert search.status_code == 200 and search.json()["total"] == 0
     with sessions() as s:
         refusals = list(
@@ -331,7 +331,7 @@ def test_fhir_search_by_patient_requester_performer_status_intent(
 ) -> None:
     clinic, hosp = flows["clinic_doctor"], flows["hosp_doctor"]
     first = _refer(client, clinic).json()["id"]
-    second = _refer(client, clinic, patient_ref="p-ref-2").json()["id"]
+    second = _refer(client, clinic, patient_ref=pid("p-ref-2")).json()["id"]
     client.post(f"/api/v1/referrals/{second}/decline", json={"reason": "full"}, headers=hosp)
 
     def search(**params: str) -> list[str]:
@@ -342,7 +342,7 @@ def test_fhir_search_by_patient_requester_performer_status_intent(
             ServiceRequest.model_validate(entry.resource.model_dump())
         return [e.resource.id for e in bundle.entry or []]
 
-    assert search(patient="Patient/p-ref-1") == [first]
+    assert search(patient=f"Patient/{pid('p-ref-1')}") == [first]
     assert sorted(search(requester="Organization/clinic")) == sorted([first, second])
     assert search(requester="Organization/hosp") == []
     assert sorted(search(performer="hosp")) == sorted([first, second])

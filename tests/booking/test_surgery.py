@@ -15,7 +15,7 @@ from carepool.booking.models import ResourceClaim
 from carepool.core.audit import AuditOutcome, AuditRecord
 from carepool.core.events import OutboxEvent
 from carepool.core.time import FakeClock
-from tests.booking.conftest import at
+from tests.booking.conftest import at, pid
 
 Headers = dict[str, dict[str, str]]
 
@@ -32,7 +32,7 @@ def _case(
     body = {
         "institution_id": "hosp",
         "service_id": "hernia-repair",
-        "patient_ref": patient,
+        "patient_ref": pid(patient),
         "patient_name": f"Patient {patient}",
         "surgeon_id": surgeon,
     }
@@ -330,7 +330,7 @@ def test_idempotent_case_request(client: TestClient, wards: Headers) -> None:
         json={
             "institution_id": "hosp",
             "service_id": "hernia-repair",
-            "patient_ref": "p1",
+            "patient_ref": pid("p1"),
             "patient_name": "Patient p1",
             "surgeon_id": "hosp-s-li",
         },

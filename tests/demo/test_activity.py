@@ -27,6 +27,8 @@ from carepool.core.db import make_engine, make_session_factory
 from carepool.demo.activity import has_activity, pool_counts, simulate
 from carepool.demo.build import build_demo
 from carepool.demo.generator import generate
+from carepool.records import actions as records_actions
+from carepool.records import service as records_service
 from tests.factories import small_catalog
 
 SEED = 20261128
@@ -141,12 +143,15 @@ def test_a_pool_with_activity_is_left_alone(engine: Any, sessions: Any) -> None:
     with sessions() as session, session.begin():
         do_import_catalog(session, actor=SYSTEM, raw=small_catalog())
         assert not has_activity(session)
+        patient, _ = records_actions.do_register_patient(
+            session, actor=SYSTEM, institution_id="hosp", local_id="000001"
+        )
         inpatient_actions.do_create_admission(
             session,
             actor=SYSTEM,
             now=NOW,
             institution_id="hosp",
-            patient_ref="hosp:000001",
+            patient_ref=patient.id,
             patient_sex=PatientSex.FEMALE,
             age=40,
             expected_stay_days=3,
@@ -314,7 +319,7 @@ def _check_wards(session: Session, activity: dict[str, Any]) -> None:
 
 
 def _check_patients(session: Session) -> None:
-    """Plausible refs per member, and one name and one sex per patient everywhere."""
+    """Registered patients of the members, and one name and one sex per patient everywhere."""
     members = {i.id for i in catalog_service.get_all(session, kind="institution", limit=1000)[0]}
     names: dict[str, set[str]] = defaultdict(set)
     sexes: dict[str, set[str]] = defaultdict(set)
@@ -325,9 +330,10 @@ def _check_patients(session: Session) -> None:
     for b in admissions:
         names[b.patient_ref].add(b.patient_name)
         sexes[b.patient_ref].add(b.patient_sex.value)
+    assert all(a.patient_id == a.patient_ref for a in [*appointments, *admissions])
     for ref, seen in names.items():
-        match = re.fullmatch(r"([a-z0-9-]+):(\d{6})", ref)
-        assert match and match.group(1) in members, ref
+        record = records_service.get(session, kind="patient", id=ref)  # a registered patient
+        assert record.institution_id in members and re.fullmatch(r"\d{6}", record.local_id), ref
         assert len(seen) == 1 and re.search(r"[\u4e00-\u9fff]", next(iter(seen))), (ref, seen)
     assert all(len(s) == 1 for s in sexes.values())
 

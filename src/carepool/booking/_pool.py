@@ -44,6 +44,7 @@ class Policy:
     overbook_lanes: int = 0
     slot_step_minutes: int | None = None
     min_notice_minutes: int = 0
+    allow_patient_overlap: bool = False
 
 
 DEFAULT_POLICY = Policy()
@@ -233,6 +234,7 @@ def _load(session: Session, version: int | None) -> Pool:
             overbook_lanes=p.overbook_lanes,
             slot_step_minutes=p.slot_step_minutes,
             min_notice_minutes=p.min_notice_minutes,
+            allow_patient_overlap=p.allow_patient_overlap,
         )
         for p in session.scalars(select(BookingPolicy))
     }

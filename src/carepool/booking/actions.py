@@ -22,7 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from carepool.booking import _fast
+from carepool.booking import _fast, patients
 from carepool.booking import _pool as booking_pool
 from carepool.booking import service as booking_service
 from carepool.booking._flow import require_status
@@ -38,6 +38,7 @@ from carepool.booking.models import (
     AppointmentStatus,
     BookingPolicy,
     ClaimPurpose,
+    PatientLane,
     Quota,
     QuotaUsage,
     ResourceClaim,
@@ -106,6 +107,7 @@ def _release_claims(session: Session, owner_id: str) -> None:
         .where(ResourceClaim.owner_id == owner_id, ResourceClaim.active.is_(True))
         .values(active=False)
     )
+    patients.release_time(session, owner_id)
 
 
 def _taken_report(
@@ -461,9 +463,13 @@ def do_create_appointment(
     idempotency_key: str | None = None,
     referral_id: str | None = None,
     note: str = "",
+    patient: patients.BookedPatient | None = None,
 ) -> tuple[Appointment, bool]:
-    """Hold or book a service at a member; returns (appointment, created).
+    """Hold or book a service at a member for a registered patient; (appointment, created).
 
+    `patient_ref` names the patient (`Patient/<id>`, checked as `patients.resolve` does: 422 if
+    unknown or not the caller's); `patient`, already checked (a referral's), skips that. The
+    patient's own time is claimed with the resources (`PatientBusy`, 409, on a clash).
     With an idempotency key, repeating the same request returns the first result (created is
     False); reusing the key for a different request is refused.
     """
@@ -505,6 +511,7 @@ def do_create_appointment(
         referral_id=referral_id,
         note=note,
         digest=digest,
+        patient=patient,
     )
     # On PostgreSQL, go ahead on the pool this process last built, unchecked: the booking
     # statement checks its version first and writes nothing if it is stale. Whatever is refused
@@ -539,6 +546,7 @@ class _Request:
     referral_id: str | None
     note: str
     digest: str
+    patient: patients.BookedPatient | None
 
 
 def _create(
@@ -563,6 +571,7 @@ def _create(
             f"{start.isoformat()} is too soon"
         )
     appointment_id = "apt-" + uuid.uuid4().hex[:20]
+    patient_id = args.patient.id if args.patient else patients.bare_id(args.patient_ref)
     expires = now + timedelta(minutes=policy.hold_minutes) if args.hold else None
     quota = _quota_for(pool, service_id, institution_id, actor.institution_id, requester_kind)
     quota_id = None
@@ -579,7 +588,8 @@ def _create(
         requester_institution_id=actor.institution_id,
         requested_by=actor.username,
         idempotency_key=idempotency_key,
-        patient_ref=args.patient_ref,
+        patient_ref=patient_id,
+        patient_id=patient_id,
         patient_name=args.patient_name,
         referral_id=args.referral_id,
         status=S.HELD if args.hold else S.BOOKED,
@@ -593,6 +603,16 @@ def _create(
         created_at=now,
         updated_at=now,
     )
+    claim = {  # the patient's time; `patient_key` is filled in once the patient is checked
+        "lane": PatientLane.VISIT,
+        "institution_id": institution_id,
+        "start": appointment.start_at,
+        "end": appointment.end_at,
+        "purpose": ClaimPurpose.APPOINTMENT,
+        "owner_id": appointment_id,
+        "exclusive": not policy.allow_patient_overlap,
+        "expires_at": expires,
+    }
     if _fast.usable(session):
         try:
             chosen = _book_in_one_statement(
@@ -606,11 +626,19 @@ def _create(
                 now,
                 expires,
                 version=None if checked else pool.version,
+                patient=args.patient,
+                patient_claim=claim,
+                patient_ref=args.patient_ref,
             )
         except IntegrityError as exc:
             raise _key_in_use(idempotency_key, exc) from exc
         if chosen is not None:
             return appointment, True
+    patient = args.patient or patients.resolve(session, actor, args.patient_ref)
+    lapsed = patients.lapsed_owners(session, patient_key=patient.key, now=now)
+    if lapsed:
+        release_expired_holds(session, now=now, owner_ids=lapsed, pool=pool)
+    patients.claim_time(session, _patient_claim_values(patient, claim), now=now)
     appointment.resource_ids = allocate(
         session,
         pool=pool,
@@ -630,6 +658,20 @@ def _create(
     except IntegrityError as exc:
         raise _key_in_use(idempotency_key, exc) from exc
     return appointment, True
+
+
+def _patient_claim_values(patient: patients.BookedPatient, claim: dict[str, Any]) -> dict[str, Any]:
+    return patients.claim_values(
+        patient,
+        lane=claim["lane"],
+        institution_id=claim["institution_id"],
+        start=claim["start"],
+        end=claim["end"],
+        purpose=claim["purpose"],
+        owner_id=claim["owner_id"],
+        exclusive=claim["exclusive"],
+        expires_at=claim["expires_at"],
+    )
 
 
 def _key_in_use(idempotency_key: str | None, exc: IntegrityError) -> Exception:
@@ -679,6 +721,9 @@ def _book_in_one_statement(
     expires: datetime | None,
     *,
     version: int | None,
+    patient: patients.BookedPatient | None,
+    patient_claim: dict[str, Any],
+    patient_ref: str,
 ) -> list[str] | None:
     """`allocate` plus the appointment, audit and outbox inserts in one statement (PostgreSQL).
 
@@ -688,6 +733,11 @@ def _book_in_one_statement(
     statement first checks that the pool is current and raises `_StalePool` if not.
     """
     plan = _plan(pool, service, institution_id, start)
+    # Without a checked patient the function checks the reference and fills in the key.
+    unchecked = patients.BookedPatient(appointment.patient_id or "", "", "")
+    claim_row = _patient_claim_values(patient or unchecked, patient_claim)
+    if patient is None:
+        del claim_row["patient_key"]
     audit_row = audit.row_values(**_created_audit(actor, appointment))
     event_row = events.row_values(**_created_event(appointment))
     result = _fast.book(
@@ -703,6 +753,9 @@ def _book_in_one_statement(
                 "owner_id": appointment.id,
                 "expires_at": expires,
             },
+            "patient": claim_row,
+            "caller_member": actor.institution_id,
+            "see_all": actor.consortium_wide,
             "appointment": _fast.columns(appointment),
             "audit": audit_row,
             "event": event_row,
@@ -714,6 +767,12 @@ def _book_in_one_statement(
     )
     if result["status"] == "stale":
         raise _StalePool
+    if result["status"] == "unknown_patient":
+        raise patients.resolve_failure(actor, patient_ref)
+    if result["status"] == "patient_busy":
+        raise patients.patient_busy(
+            session, {**claim_row, "patient_key": result["patient_key"]}, now
+        )
     if result["status"] == "taken":
         raise _not_free(
             session,
@@ -765,6 +824,7 @@ def do_transition_appointment(
             .where(ResourceClaim.owner_id == id, ResourceClaim.active.is_(True))
             .values(expires_at=None)
         )
+        patients.keep_time(session, id)
         appointment.hold_expires_at = None
     if action == "cancel" and not reason:
         raise InvalidInput("a cancellation needs a reason")
@@ -845,6 +905,7 @@ def do_reschedule_appointment(
     )
     appointment.start_at = start
     appointment.end_at = start + timedelta(minutes=service.duration_min)
+    patients.move_time(session, id, start=appointment.start_at, end=appointment.end_at, now=now)
     appointment.resource_ids = chosen
     appointment.updated_at = now
     session.flush()

@@ -108,6 +108,9 @@ class Appointment(Base):
     requested_by: Mapped[str] = mapped_column(String(64), nullable=False)
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
     patient_ref: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
+    # The registered patient (records' Patient id, `Patient/<id>` at /fhir); None on rows booked
+    # before patients were checked (migration 0015), whose `patient_ref` is free text.
+    patient_id: Mapped[str | None] = mapped_column(String(64), index=True)
     patient_name: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     referral_id: Mapped[str | None] = mapped_column(String(64), index=True)
     status: Mapped[AppointmentStatus] = mapped_column(
@@ -125,6 +128,53 @@ class Appointment(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
 
 
+class PatientLane(enum.StrEnum):
+    """What of a patient's time a booking takes: a visit (appointment, surgery) or a stay."""
+
+    VISIT = "visit"
+    STAY = "stay"
+
+
+class PatientClaim(Base):
+    """A patient's own time taken by a booking; active exclusive claims of one patient never clash.
+
+    Two claims of one patient clash when they overlap and are in the same lane (two visits, two
+    beds) or are in different lanes at different members (an exam elsewhere during a stay). The
+    database refuses a clash (PostgreSQL exclusion constraints; SQLite triggers under
+    `BEGIN IMMEDIATE`; migration 0015, decision 0013). `patient_key` is the patient's person in
+    the index when linked, else the patient record, so a person's records at two members share
+    one time line.
+    """
+
+    __tablename__ = "patient_claim"
+    __table_args__ = (
+        CheckConstraint("end_at > start_at", name="patient_claim_positive"),
+        Index(
+            "ix_patient_claim_live",
+            "patient_key",
+            "end_at",
+            postgresql_where=text("active"),
+            sqlite_where=text("active"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    patient_key: Mapped[str] = mapped_column(String(64), nullable=False)
+    patient_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    lane: Mapped[PatientLane] = mapped_column(str_enum(PatientLane, 10), nullable=False)
+    institution_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    start_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    end_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    purpose: Mapped[ClaimPurpose] = mapped_column(str_enum(ClaimPurpose, 20), nullable=False)
+    owner_id: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # False: the service's policy lets it overlap anything (`allow_patient_overlap`).
+    exclusive: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
 class BookingPolicy(Base):
     """Per-service booking rules: how long a hold lasts, overbooking, slot grid, notice."""
 
@@ -136,6 +186,11 @@ class BookingPolicy(Base):
     overbook_lanes: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     slot_step_minutes: Mapped[int | None] = mapped_column(Integer)
     min_notice_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # The service does not take the patient's own time (a lab draw during a stay or a visit):
+    # its patient claims are kept but never refuse, nor are refused (decision 0013).
+    allow_patient_overlap: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=text("false")
+    )
 
 
 class Quota(Base):

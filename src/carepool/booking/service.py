@@ -25,6 +25,7 @@ from carepool.booking.models import (
     BookingPolicy,
     ResourceClaim,
 )
+from carepool.booking.patients import bare_id, fhir_reference
 from carepool.booking.slots import (
     Requirement,
     Slot,
@@ -479,7 +480,7 @@ def get_all_appointments(
     if service_id:
         conds.append(Appointment.service_id == service_id)
     if patient_ref:
-        conds.append(Appointment.patient_ref == patient_ref)
+        conds.append(Appointment.patient_ref == bare_id(patient_ref))
     if institution_id:
         conds.append(Appointment.institution_id == institution_id)
     if start:
@@ -503,6 +504,8 @@ def to_dict(a: Appointment) -> dict[str, Any]:
         "requester_institution_id": a.requester_institution_id,
         "requested_by": a.requested_by,
         "patient_ref": a.patient_ref,
+        "patient_id": a.patient_id,
+        "patient": fhir_reference(a.patient_id),
         "patient_name": a.patient_name,
         "referral_id": a.referral_id,
         "status": a.status.value,

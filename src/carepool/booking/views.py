@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
@@ -18,6 +18,7 @@ from carepool.booking.models import AppointmentStatus
 from carepool.core import audit
 from carepool.core.audit import AuditAction
 from carepool.core.errors import FieldError, InvalidInput
+from carepool.records import actions as records_actions
 
 router = APIRouter(tags=["booking"])
 
@@ -264,6 +265,9 @@ class PolicyBody(BaseModel):
     overbook_lanes: int = Field(0, ge=0, le=5)
     slot_step_minutes: int | None = Field(None, ge=5, le=24 * 60)
     min_notice_minutes: int = Field(0, ge=0)
+    allow_patient_overlap: bool = Field(
+        False, description="bookings of this service do not take the patient's own time"
+    )
 
 
 @router.put("/services/{service_id}/booking-policy", summary="Set a service's booking policy")
@@ -295,3 +299,70 @@ def put_quota(id: str, body: QuotaBody, session: DbSession, caller: Caller) -> d
         )
     actions.do_set_quota(session, actor=caller, values=body.model_dump())
     return body.model_dump()
+
+
+class PatientRegistration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    institution_id: str | None = Field(None, description="the member (default: the caller's)")
+    local_id: str = Field(min_length=1, max_length=200, description="the member's MRN")
+    system: str | None = Field(
+        None,
+        max_length=200,
+        description="the MRN's assigning authority as the member's feed sends it (HL7 "
+        "PID-3.4); default: the member id",
+    )
+    name: str = Field("", max_length=200)
+    family: str = Field("", max_length=100)
+    given: str = Field("", max_length=100)
+    sex: Literal["male", "female", "other", "unknown"] = "unknown"
+    birth_date: date | None = None
+    national_id: str | None = Field(None, max_length=40)
+    phone: str = Field("", max_length=40)
+    address: str = Field("", max_length=400)
+
+
+@router.post(
+    "/patients",
+    status_code=201,
+    summary="Register a walk-in patient at a member (the Patient bookings then name)",
+    responses={200: {"description": "Already registered under that MRN (returned unchanged)"}},
+)
+def register_patient(body: PatientRegistration, session: DbSession, caller: Caller) -> JSONResponse:
+    member = body.institution_id or caller.institution_id
+    if member is None:
+        raise InvalidInput(
+            "a consortium-wide caller names the member",
+            [FieldError("body:institution_id", "the member the patient registers at")],
+        )
+    patient, created = records_actions.do_register_patient(
+        session,
+        actor=caller,
+        institution_id=member,
+        local_id=body.local_id,
+        system=body.system,
+        name=body.name,
+        family=body.family,
+        given=body.given,
+        sex=body.sex,
+        birth_date=body.birth_date,
+        national_id=body.national_id,
+        phone=body.phone,
+        address=body.address,
+    )
+    data = {
+        "id": patient.id,
+        "reference": f"Patient/{patient.id}",
+        "institution_id": patient.institution_id,
+        "system": patient.id_system,
+        "local_id": patient.local_id,
+        "name": patient.name,
+        "sex": patient.sex.value,
+        "birth_date": patient.birth_date.isoformat() if patient.birth_date else None,
+        "created": created,
+    }
+    return JSONResponse(
+        data,
+        status_code=201 if created else 200,
+        headers={"Location": f"/fhir/Patient/{patient.id}"},
+    )

@@ -75,6 +75,7 @@ from carepool.catalog.models import (
 from carepool.core.auth import ROLE_SCOPES, Principal, Role
 from carepool.core.errors import CarepoolError
 from carepool.demo import names
+from carepool.records import actions as records_actions
 
 __all__ = [
     "DAYS_AHEAD",
@@ -473,12 +474,16 @@ class _Patient:
 
 
 class _Registry:
-    """Patients of each member: refs like `vc-baisha-xitou:000123`, names, a fixed sex each."""
+    """Patients of each member, registered there as records Patients (MRNs like `000123`, the
+    member's id as the MRN's system): bookings name them by FHIR id. A name and a sex each."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, session: Session, today: date) -> None:
         self.rng = rng
+        self.session = session
+        self.today = today
         self.seq: dict[str, int] = {}
         self.known: dict[str, list[_Patient]] = defaultdict(list)
+        self.actor = Principal.system_actor("demo")
 
     def new(
         self, member: str, *, female: bool | None = None, ages: tuple[int, int, int] = (18, 90, 62)
@@ -494,12 +499,17 @@ class _Registry:
             n = rng.randrange(100, 3000)
         n += rng.randint(1, 9)
         self.seq[member] = n
-        patient = _Patient(
-            f"{member}:{n:06d}",
-            f"{zh} {en}",
-            PatientSex.FEMALE if female else PatientSex.MALE,
-            age,
+        sex = PatientSex.FEMALE if female else PatientSex.MALE
+        record, _ = records_actions.do_register_patient(
+            self.session,
+            actor=self.actor,
+            institution_id=member,
+            local_id=f"{n:06d}",
+            name=zh,
+            sex=sex.value,
+            birth_date=date(self.today.year - age, 1 + n % 12, 1 + n % 28),
         )
+        patient = _Patient(record.id, f"{zh} {en}", sex, age)
         self.known[member].append(patient)
         return patient
 
@@ -595,7 +605,7 @@ class _Simulation:
         self.spent: defaultdict[str, float] = defaultdict(float)
         self.last_mark = 0.0
         self.keep: list[Any] = []
-        self.patients = _Registry(self.rng)
+        self.patients = _Registry(self.rng, session, today)
         self.actors: dict[tuple[str, Role], Principal] = {}
         self.queue: list[tuple[datetime, int, Callable[[datetime], None]]] = []
         self.seq = itertools.count()

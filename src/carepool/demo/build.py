@@ -32,6 +32,7 @@ from carepool.core.users import do_create_user
 from carepool.demo import feeds as demo_feeds
 from carepool.demo.activity import simulate
 from carepool.demo.generator import generate, lead_clinic
+from carepool.identity import service as identity_service
 
 __all__ = ["DEMO_USERS", "DemoSummary", "DemoUser", "build_demo", "current_monday"]
 
@@ -124,6 +125,9 @@ class DemoSummary:
     activity: dict[str, Any] = field(default_factory=dict)
     # The members' feeds ingested, linked and scored (see `carepool.demo.feeds`).
     feeds: dict[str, Any] = field(default_factory=dict)
+    # A patient of Dr Li's clinic whom the county hospital knows too (results there): the
+    # README tour books a CT for them and reads their results from the county side.
+    tour_patient: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -270,6 +274,10 @@ def build_demo(
         feeds = demo_feeds.ingest_demo_feeds(
             make_session_factory(engine), seed, doc=doc, now=clock, progress=progress
         )
+        with make_session_factory(engine)() as session:
+            shared = identity_service.records_shared_with(
+                session, institution_id=clinic, other_institution_id=COUNTY_HOSPITAL
+            )
     finally:
         engine.dispose()
     return DemoSummary(
@@ -289,6 +297,7 @@ def build_demo(
         seconds=round(time.perf_counter() - began, 2),
         activity=activity.as_dict(),
         feeds=feeds,
+        tour_patient=shared[0] if shared else None,
     )
 
 

@@ -154,6 +154,12 @@ def _report(summary: DemoSummary, address: str, *, serving: bool) -> None:
             highlight=False,
         )
     bed_manager = next((u for u in summary.users if u.username == "bed.manager"), summary.users[0])
+    if summary.tour_patient:
+        out.print(
+            f"\nA patient of Dr Li's clinic with results at the county hospital / 李医生的患者: "
+            f"Patient/{summary.tour_patient}",
+            highlight=False,
+        )
     out.print("\nTry / 试一试:")
     out.print(
         f'  curl -H "Authorization: Bearer {bed_manager.token}" '

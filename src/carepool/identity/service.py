@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from carepool.core.auth import Principal
 from carepool.core.errors import NotFound, PermissionDenied
@@ -516,3 +516,22 @@ def person_to_dict(
     if with_history:
         out["history"] = [history_to_dict(h) for h in history_of(session, person_id=person.id)]
     return out
+
+
+def records_shared_with(
+    session: Session, *, institution_id: str, other_institution_id: str
+) -> list[str]:
+    """Record ids at `institution_id` whose person also has a record at `other_institution_id`,
+    in id order (a clinic's patients the county hospital knows too)."""
+    other = aliased(PersonLink)
+    stmt = (
+        select(PersonLink.patient_id)
+        .join(other, other.person_id == PersonLink.person_id)
+        .where(
+            PersonLink.institution_id == institution_id,
+            other.institution_id == other_institution_id,
+        )
+        .distinct()
+        .order_by(PersonLink.patient_id)
+    )
+    return list(session.scalars(stmt))

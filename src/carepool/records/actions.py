@@ -32,11 +32,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from carepool.core import audit
+from carepool.catalog import service as catalog_service
+from carepool.core import audit, events
 from carepool.core.audit import AuditAction
 from carepool.core.auth import Principal
 from carepool.core.db import UtcDateTime
-from carepool.core.errors import Conflict
+from carepool.core.errors import Conflict, FieldError, InvalidInput
 from carepool.core.time import utcnow
 from carepool.records.models import (
     ClinicalOrder,
@@ -56,6 +57,7 @@ from carepool.records.models import (
 )
 from carepool.records.schemas import (
     EncounterIn,
+    Identifier,
     ObservationIn,
     ObservationStandard,
     OrderIn,
@@ -1037,3 +1039,93 @@ def parse_date(value: str | None) -> date | None:
         except ValueError:
             continue
     return None
+
+
+def do_register_patient(
+    session: Session,
+    *,
+    actor: Principal,
+    institution_id: str,
+    local_id: str,
+    system: str | None = None,
+    name: str = "",
+    family: str = "",
+    given: str = "",
+    sex: str = "unknown",
+    birth_date: date | None = None,
+    national_id: str | None = None,
+    phone: str = "",
+    address: str = "",
+) -> tuple[Patient, bool]:
+    """Register a walk-in patient at a member: the records `Patient` bookings then name.
+
+    The record gets the natural key a feed of that member gives the same MRN (`system` is the
+    identifier's assigning authority as the feed sends it, HL7 PID-3.4; default: the member's
+    id, which the HL7 connector falls back to), so a later feed updates it instead of adding a
+    second record, and the index links it like any other. A patient already registered (or
+    received) under that key is returned unchanged (created False); a placeholder left by a
+    result that named it is filled in. Scoped to the caller's member; audited; one event.
+    """
+    actor.require_scope("Booking", "write")
+    actor.require_institution(institution_id, f"patients of {institution_id}")
+    catalog_service.get(session, kind="institution", id=institution_id)  # 404 if unknown
+    mrn, authority = local_id.strip(), (system or institution_id).strip()
+    if not mrn or not authority:
+        raise InvalidInput(
+            "a patient needs a medical record number",
+            [FieldError("body:local_id", "the member's MRN of the patient (not empty)")],
+        )
+    key = natural_key(institution_id, "patient", authority, mrn)
+    existing = session.scalar(select(Patient).where(Patient.natural_key == key))
+    if existing is not None and not existing.stub:
+        return existing, False
+    record = PatientIn(
+        system=authority,
+        local_id=mrn,
+        identifiers=[Identifier(system=authority, value=mrn, type="MR")],
+        name=name or " ".join(p for p in (family, given) if p),
+        family=family,
+        given=given,
+        sex=sex,
+        birth_date=birth_date,
+        national_id=national_id or None,
+        phone=phone,
+        address=address,
+    )
+    ctx = StoreContext(
+        institution_id=institution_id, feed="register", source=f"register:{actor.username}"
+    )
+    store = RecordStore(session, ctx)
+    stored = store.store(record)
+    store.flush()
+    session.info[_STORES].remove(store)  # done: a desk registering many keeps no list of stores
+    patient = session.get(Patient, stored.id)
+    assert patient is not None
+    after = {
+        "id": patient.id,
+        "institution_id": institution_id,
+        "system": authority,
+        "local_id": mrn,
+        "name": patient.name,
+        "sex": patient.sex.value,
+        "birth_date": birth_date.isoformat() if birth_date else None,
+    }
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.CREATE,
+        entity_type="patient",
+        entity_id=patient.id,
+        entity_institution=institution_id,
+        after=after,
+        detail="register",
+    )
+    events.emit(
+        session,
+        type="records.patient.registered",
+        entity_type="patient",
+        entity_id=patient.id,
+        institution_id=institution_id,
+        payload={"system": authority, "local_id": mrn},
+    )
+    return patient, True

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from carepool.booking import patients
 from carepool.booking.errors import IdempotencyMismatch, InvalidTransition
 from carepool.booking.inpatient import service as inpatient_service
 from carepool.booking.inpatient.errors import BedOccupied
@@ -33,7 +34,7 @@ from carepool.booking.inpatient.models import (
     PatientSex,
     Priority,
 )
-from carepool.booking.models import ClaimPurpose, ResourceClaim
+from carepool.booking.models import ClaimPurpose, PatientLane, ResourceClaim
 from carepool.catalog import service as catalog_service
 from carepool.catalog.models import Department, Resource, Ward
 from carepool.core import audit, events
@@ -192,7 +193,33 @@ def _claim_bed(
             or f"bed {bed.id} was taken by a concurrent request",
             taken=[inpatient_service.taken_entry(h) for h in holders],
         ) from exc
+    _claim_stay(session, admission, start=start, now=now)
     return claim
+
+
+def _claim_stay(session: Session, admission: Admission, *, start: datetime, now: datetime) -> None:
+    """The patient's own time for the stay, from its first bed claim until discharge (one claim:
+    a transfer moves the bed, not the stay)."""
+    if admission.patient_id is None:  # requested before patients were checked (0015)
+        return
+    patient = patients.known(session, admission.patient_id)
+    if patient is None or patients.holds_time(session, admission.id):
+        return
+    patients.claim_time(
+        session,
+        patients.claim_values(
+            patient,
+            lane=PatientLane.STAY,
+            institution_id=admission.institution_id,
+            start=start,
+            end=OPEN_END,
+            purpose=ClaimPurpose.ADMISSION,
+            owner_id=admission.id,
+            exclusive=True,
+            expires_at=None,
+        ),
+        now=now,
+    )
 
 
 def _mark_to_clean(
@@ -317,6 +344,7 @@ def do_create_admission(
             )
     if errors:
         raise InvalidInput(f"the admission's target does not belong to {institution_id}", errors)
+    patient = patients.resolve(session, actor, patient_ref)
     planned = max(planned_admit_at or now, now)
     admission = Admission(
         id="adm-" + uuid.uuid4().hex[:20],
@@ -325,7 +353,8 @@ def do_create_admission(
         requested_by=actor.username,
         idempotency_key=idempotency_key,
         request_digest=digest,
-        patient_ref=patient_ref,
+        patient_ref=patient.id,
+        patient_id=patient.id,
         patient_name=patient_name,
         patient_sex=patient_sex,
         age=age,
@@ -499,6 +528,7 @@ def do_discharge_patient(
     claim = _live_claim(session, id, now)
     if claim is not None:
         _end_claim(claim, now)
+    patients.end_time(session, id, now)
     if bed_id:
         _mark_to_clean(session, bed_id, now=now, admission_id=id, actor=actor)
     _close_history(admission, now)
@@ -529,6 +559,7 @@ def do_cancel_admission(
         .where(ResourceClaim.owner_id == id, ResourceClaim.active.is_(True))
         .values(active=False)
     )
+    patients.release_time(session, id)
     admission.status = A.CANCELLED
     admission.cancel_reason = reason
     admission.bed_id = None

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from carepool.booking import actions as booking_actions
+from carepool.booking import patients
 from carepool.booking._flow import advance, require_status
 from carepool.booking.errors import IdempotencyMismatch, InvalidTransition
 from carepool.booking.models import Appointment, AppointmentStatus
@@ -232,6 +233,7 @@ def do_place_order(
             [FieldError("body:service_id", "a service of category lab or imaging")],
         )
     booking_actions.check_orderable(session, actor, svc)
+    patient = patients.resolve(session, actor, patient_ref)
     ordering: Institution = known(session, "institution", orderer, "body:ordering_institution_id")
     if target_institution_id:
         known(session, "institution", target_institution_id, "body:target_institution_id")
@@ -250,7 +252,8 @@ def do_place_order(
     )
     order = Order(
         id="ord-" + uuid.uuid4().hex[:20],
-        patient_ref=patient_ref,
+        patient_ref=patient.id,
+        patient_id=patient.id,
         patient_name=patient_name,
         service_id=service_id,
         ordering_institution_id=orderer,
@@ -377,6 +380,7 @@ def do_schedule_order(
             start=start,
             patient_ref=order.patient_ref,
             patient_name=order.patient_name,
+            patient=patients.known(session, order.patient_id) if order.patient_id else None,
             idempotency_key=idempotency_key,
             note=note or f"order {order.id}",
         )

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from carepool.booking import actions as booking_actions
+from carepool.booking import patients
 from carepool.booking import service as booking_service
 from carepool.booking._flow import advance, require_status
 from carepool.booking.errors import IdempotencyMismatch, InvalidTransition
@@ -248,6 +249,7 @@ def do_create_referral(
                     f"(referral {existing.id})"
                 )
             return existing, False
+    patient = patients.resolve(session, actor, patient_ref)
     _check_target(
         session,
         sender=sender,
@@ -258,7 +260,8 @@ def do_create_referral(
     )
     referral = Referral(
         id="ref-" + uuid.uuid4().hex[:20],
-        patient_ref=patient_ref,
+        patient_ref=patient.id,
+        patient_id=patient.id,
         patient_name=patient_name,
         from_institution_id=sender,
         referred_by=actor.username,
@@ -465,6 +468,7 @@ def do_book_referral(
         start=start,
         patient_ref=referral.patient_ref,
         patient_name=referral.patient_name,
+        patient=patients.known(session, referral.patient_id) if referral.patient_id else None,
         idempotency_key=idempotency_key,
         referral_id=referral.id,
         note=note or f"referral {referral.id}",

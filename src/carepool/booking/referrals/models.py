@@ -54,6 +54,9 @@ class Referral(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     patient_ref: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
+    # The registered patient (records' Patient id, `Patient/<id>` at /fhir); None on rows booked
+    # before patients were checked (migration 0015), whose `patient_ref` is free text.
+    patient_id: Mapped[str | None] = mapped_column(String(64), index=True)
     patient_name: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     # The referring member and clinician.
     from_institution_id: Mapped[str] = mapped_column(ForeignKey("institution.id"), nullable=False)

@@ -20,11 +20,12 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from carepool.booking import patients
 from carepool.booking import service as booking_service
 from carepool.booking.actions import check_orderable
 from carepool.booking.errors import IdempotencyMismatch, InvalidTransition
 from carepool.booking.inpatient.models import Priority
-from carepool.booking.models import ClaimPurpose, ResourceClaim
+from carepool.booking.models import BookingPolicy, ClaimPurpose, PatientLane, ResourceClaim
 from carepool.booking.surgery import service as surgery_service
 from carepool.booking.surgery.errors import NotOnDuty, TeamMemberBusy, TeamUnavailable
 from carepool.booking.surgery.models import SurgeryCase, SurgeryStatus
@@ -214,6 +215,7 @@ def do_create_surgery_case(
             [FieldError("body:institution_id", "does not offer the procedure")],
         )
     check_orderable(session, actor, service)
+    patient = patients.resolve(session, actor, patient_ref)
     _check_surgeon(session, service, institution_id, surgeon_id)
     case = SurgeryCase(
         id="sc-" + uuid.uuid4().hex[:20],
@@ -222,7 +224,8 @@ def do_create_surgery_case(
         requested_by=actor.username,
         idempotency_key=idempotency_key,
         request_digest=digest,
-        patient_ref=patient_ref,
+        patient_ref=patient.id,
+        patient_id=patient.id,
         patient_name=patient_name,
         service_id=service_id,
         surgeon_id=surgeon_id,
@@ -413,6 +416,7 @@ def do_schedule_surgery_case(
         .where(ResourceClaim.owner_id == id, ResourceClaim.active.is_(True))
         .values(active=False)
     )
+    patients.release_time(session, id)
     session.flush()
 
     named = [theatre, surgeon, *named_staff]
@@ -443,6 +447,24 @@ def do_schedule_surgery_case(
                 for r in off
             ),
             off_duty=[r.id for r in off],
+        )
+    patient = patients.known(session, case.patient_id) if case.patient_id else None
+    if patient is not None:  # the patient's own time: the operation itself
+        policy = session.get(BookingPolicy, case.service_id)
+        patients.claim_time(
+            session,
+            patients.claim_values(
+                patient,
+                lane=PatientLane.VISIT,
+                institution_id=member,
+                start=start,
+                end=end,
+                purpose=ClaimPurpose.SURGERY,
+                owner_id=id,
+                exclusive=not (policy is not None and policy.allow_patient_overlap),
+                expires_at=None,
+            ),
+            now=now,
         )
     for resource in sorted(named, key=lambda r: r.id):
         if not _insert_claim(session, resource, id, block_start, block_end):
@@ -570,12 +592,14 @@ def do_transition_surgery_case(
             )
             if claim.start_at < at < claim.end_at:
                 claim.end_at = at
+        patients.end_time(session, id, now)
     else:
         session.execute(
             update(ResourceClaim)
             .where(ResourceClaim.owner_id == id, ResourceClaim.active.is_(True))
             .values(active=False)
         )
+        patients.release_time(session, id)
         case.cancel_reason = reason
     case.status = target
     case.updated_at = now

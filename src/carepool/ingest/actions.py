@@ -42,11 +42,13 @@ from carepool.core.auth import Principal
 from carepool.core.db import transaction
 from carepool.core.errors import Conflict, FieldError, InvalidInput, NotFound
 from carepool.core.time import utcnow
+from carepool.identity import actions as identity_actions
 from carepool.ingest import _parallel
 from carepool.ingest import service as ingest_service
 from carepool.ingest.connectors import ParseOptions, Unit, connector_for, detect_format
 from carepool.ingest.connectors.tabular import load_mapping, parse_mapping
 from carepool.ingest.models import DeadLetter, DeadLetterStatus, IngestRun, RunStatus
+from carepool.records import service as records_service
 from carepool.records.actions import (
     Outcome,
     PatientConflict,
@@ -933,6 +935,27 @@ def _finish(
         )
 
 
+# -- linking what a run stored ---------------------------------------------------------------------
+
+# Linking on arrival is the platform's follow-up of a run, not the caller's act: a member's
+# user may ingest, and the index it feeds is consortium-wide (identity audits each merge).
+LINK_ACTOR = Principal.system_actor("identity")
+
+
+def do_link_run(factory: sessionmaker[Session], *, run_id: str) -> dict[str, Any] | None:
+    """Match on arrival the patient records run `run_id` stored or updated
+    (`identity.actions.do_link_records`: a changed record's links are re-evaluated, a new one
+    is linked or queued for review), in a transaction of its own; None when the run stored no
+    patient. The CLI, the API and the MLLP listener call it after each run."""
+    with factory() as session:
+        ids = records_service.patient_ids_of_run(session, run_id=run_id)
+    if not ids:
+        return None
+    return identity_actions.do_link_records(
+        factory, actor=LINK_ACTOR, record_ids=ids, channel="ingest"
+    )
+
+
 # -- dead letters ---------------------------------------------------------------------------------
 
 
@@ -1018,6 +1041,7 @@ __all__ = [
     "RunSummary",
     "do_discard_dead_letter",
     "do_ingest",
+    "do_link_run",
     "do_retry_dead_letter",
     "standardise",
 ]

@@ -116,9 +116,17 @@ def run(
             "(0: one per CPU; 1: parse here)",
         ),
     ] = 0,
+    link: Annotated[
+        bool,
+        typer.Option(
+            "--link/--no-link",
+            help="Match the patients the run stored against the index on arrival (default)",
+        ),
+    ] = True,
     as_json: JsonOption = False,
 ) -> None:
-    """Ingest PATHS as member SOURCE; prints received / stored / duplicates / rejected."""
+    """Ingest PATHS as member SOURCE; prints received / stored / duplicates / rejected, then
+    links the patients it stored or changed (identity, on arrival)."""
     try:
         inputs = [actions.Input(name=p.name, data=p.read_bytes()) for p in paths]
     except OSError as exc:
@@ -140,10 +148,19 @@ def run(
             workers=workers or actions.default_workers(),
         )
     result = summary.as_dict()
+    if link and summary.status == "succeeded":
+        with exit_on_error(as_json=as_json), session_factory(url) as factory:
+            result["linking"] = actions.do_link_run(factory, run_id=summary.run_id)
     if as_json:
         print_json(result)
     else:
         _print_summary(result)
+        if result.get("linking"):
+            linked = result["linking"]
+            typer.echo(
+                "  linked on arrival: "
+                + "  ".join(f"{k} {v}" for k, v in linked.items() if isinstance(v, int))
+            )
     if summary.status != "succeeded":
         raise typer.Exit(1)
 
@@ -154,6 +171,18 @@ def mllp(
     db: DbOption = None,
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 2575,
+    max_message_size: Annotated[
+        int,
+        typer.Option(
+            "--max-message-size",
+            min=1024,
+            help="The largest frame accepted, in bytes (larger ones are refused and kept)",
+        ),
+    ] = 16 * 1024 * 1024,
+    encoding: Annotated[
+        str | None,
+        typer.Option("--encoding", help="The character set the sender uses when MSH-18 is empty"),
+    ] = None,
 ) -> None:
     """Listen for HL7 v2 over MLLP; every message is ingested and answered with ACK/NACK."""
     import asyncio
@@ -168,6 +197,8 @@ def mllp(
             institution_id=source,
             host=host,
             port=port,
+            max_message=max_message_size,
+            encoding=encoding,
         )
 
         async def main() -> None:

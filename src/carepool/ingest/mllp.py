@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -31,6 +32,8 @@ from carepool.core.errors import CarepoolError
 from carepool.ingest import actions
 from carepool.ingest.connectors.charset import CharsetError
 from carepool.ingest.connectors.hl7v2 import _utf16, split_message_bytes
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["END", "MAX_MESSAGE", "START", "MllpServer", "ack", "frame"]
 
@@ -104,8 +107,12 @@ class MllpServer:
         host: str = "127.0.0.1",
         port: int = 2575,
         max_message: int = MAX_MESSAGE,
+        encoding: str | None = None,
+        link: bool = True,
     ) -> None:
         self.factory = factory
+        self.encoding = encoding  # the sender's character set when MSH-18 says none
+        self.link = link  # match the message's patient against the index on arrival
         self.actor = actor
         self.institution_id = institution_id
         self.host = host
@@ -248,6 +255,7 @@ class MllpServer:
             actor=self.actor,
             institution_id=self.institution_id,
             inputs=[actions.Input(name=name, data=data, format="hl7v2")],
+            encoding=self.encoding,
             channel="mllp",
         )
         try:
@@ -257,6 +265,14 @@ class MllpServer:
         except Exception as exc:  # the database is down: the sender must resend
             return ack(header, "AR", f"not stored, resend later: {type(exc).__name__}")
         self.handled += 1
+        if self.link and summary.status == "succeeded":
+            # the message is stored whatever linking does; a failure here leaves the record
+            # for the next full run (`carepool identity link`), it is not the sender's to resend
+            link = functools.partial(actions.do_link_run, self.factory, run_id=summary.run_id)
+            try:
+                await loop.run_in_executor(None, link)
+            except Exception:
+                logger.exception("linking the patients of run %s failed", summary.run_id)
         if summary.rejected:
             return ack(
                 header,

@@ -74,7 +74,13 @@ async def post_ingest(
         channel="api",
     )
     response.headers["Location"] = f"/api/v1/ingest/runs/{summary.run_id}"
-    return summary.as_dict()
+    answer = summary.as_dict()
+    if summary.status == "succeeded":
+        # the patients it stored are matched against the index on arrival
+        answer["linking"] = await run_in_threadpool(
+            actions.do_link_run, factory, run_id=summary.run_id
+        )
+    return answer
 
 
 @router.get("/ingest/runs", summary="Ingest runs, newest first")

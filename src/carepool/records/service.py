@@ -142,6 +142,19 @@ def provenance_of(session: Session, *, record_id: str) -> list[Provenance]:
     return list(session.scalars(stmt))
 
 
+def patient_ids_of_run(session: Session, *, run_id: str) -> list[str]:
+    """The patient records an ingest run stored or updated (those with a provenance row of the
+    run: duplicates write none)."""
+    return list(
+        session.scalars(
+            select(Provenance.record_id)
+            .where(Provenance.run_id == run_id, Provenance.record_type == "patient")
+            .distinct()
+            .order_by(Provenance.record_id)
+        )
+    )
+
+
 def versions_of(session: Session, *, record_id: str) -> list[RecordVersion]:
     """The contents a record had before each update replaced it, oldest first (the current
     content is the record itself; `provenance_of` says where each version came from)."""

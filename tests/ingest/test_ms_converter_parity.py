@@ -20,7 +20,7 @@ from tests.ingest.parity import (
     served_resources,
 )
 
-FLOOR = 0.67
+FLOOR = 0.73
 
 
 @pytest.fixture(scope="module")

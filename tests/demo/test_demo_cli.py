@@ -63,6 +63,9 @@ def test_demo_builds_reports_and_runs_twice(tmp_path: Path) -> None:
     assert sum(m["beds"] for m in summary["members"]) == counts["resource.bed"]
     assert [u["username"] for u in summary["users"]] == [s.username for s in DEMO_USERS]
     assert summary["users_created"] == [s.username for s in DEMO_USERS]
+    # the feeds land although the simulated bookings registered walk-in patients first
+    assert summary["feeds"]["ingested"] is not False, summary["feeds"]
+    assert summary["feeds"]["totals"]["stored"] > 0
 
     engine = make_engine(url)
     try:
@@ -84,6 +87,7 @@ def test_demo_builds_reports_and_runs_twice(tmp_path: Path) -> None:
     assert again["users_created"] == []
     assert again["imported"]["created"] == {}
     assert again["counts"] == counts
+    assert again["feeds"]["ingested"] is False  # the second run adds no feeds
     assert {u["token"] for u in again["users"]}.isdisjoint(u["token"] for u in summary["users"])
     with make_session_factory(make_engine(url))() as session:
         assert len(auth.get_all_users(session)) == len(DEMO_USERS)

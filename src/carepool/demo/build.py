@@ -204,7 +204,7 @@ def build_demo(
     One transaction: on any error nothing is written. Rosters start on the Monday of
     `start_date` (default: this week's); no activity is simulated before them. Stages reported
     to `progress`: migrate, generate, import, users, tokens, activity, feeds, linking, quality.
-    The members' feeds are ingested after that transaction (skipped when records exist).
+    The members' feeds are ingested after that transaction (skipped when an ingest run exists).
     """
     began = time.perf_counter()
     step = progress or (lambda _stage, _done, _total: None)

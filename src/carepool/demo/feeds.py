@@ -690,9 +690,11 @@ class FeedsSummary:
 
 
 def feeds_already_ingested(factory: sessionmaker[Session]) -> bool:
-    """Whether the store already holds clinical records (the demo's feeds or anyone's)."""
+    """Whether feeds were already ingested into the store (the demo's or anyone's): an ingest
+    run exists. Patients alone do not count — the demo's bookings register walk-in patients
+    before the feeds arrive, and the feeds then update those records."""
     with factory() as session:
-        return session.scalar(select(Patient.id).limit(1)) is not None
+        return session.scalar(select(IngestRun.id).limit(1)) is not None
 
 
 def ingest_demo_feeds(

@@ -10,20 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
-from carepool.catalog import actions as catalog_actions
-from carepool.core import migrate
-from carepool.core.db import make_engine, make_session_factory
 from carepool.ingest import actions
 from carepool.ingest.connectors import ParseOptions, connector_for
-from tests.factories import small_catalog
 from tests.ingest import feeds, hostile_csv, hostile_fhir
 from tests.ingest.conftest import SYSTEM
 
@@ -154,18 +148,6 @@ def csv_files(draw: st.DrawFn) -> tuple[bytes, str]:
 def test_csv_never_raises(case: tuple[bytes, str]) -> None:
     data, sep = case
     _check("csv", data, "fuzz-patients.csv", mapping_doc=hostile_csv.mapping(delimiter=sep))
-
-
-@pytest.fixture(scope="module")
-def sqlite_members(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sessionmaker[Session]]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'fuzz.db'}"
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    factory = make_session_factory(engine)
-    with factory() as session, session.begin():
-        catalog_actions.do_import_catalog(session, actor=SYSTEM, raw=small_catalog())
-    yield factory
-    engine.dispose()
 
 
 @settings(

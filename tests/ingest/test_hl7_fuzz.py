@@ -7,20 +7,13 @@ the connector (and fewer through `do_ingest` on SQLite): no exception, every uni
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
-from carepool.catalog import actions as catalog_actions
-from carepool.core import migrate
-from carepool.core.db import make_engine, make_session_factory
 from carepool.ingest import actions
 from carepool.ingest.connectors import ParseOptions, connector_for
-from tests.factories import small_catalog
 from tests.ingest.conftest import SYSTEM
 from tests.ingest.hostile import hl7 as hostile
 
@@ -94,26 +87,14 @@ def test_no_hl7_input_raises_and_every_unit_is_accounted_for(data: bytes) -> Non
     _check(data)
 
 
-@pytest.fixture(scope="module")
-def sqlite_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sessionmaker[Session]]:
-    url = f"sqlite:///{Path(tmp_path_factory.mktemp('fuzz')) / 'fuzz.db'}"
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    factory = make_session_factory(engine)
-    with factory() as session, session.begin():
-        catalog_actions.do_import_catalog(session, actor=SYSTEM, raw=small_catalog())
-    yield factory
-    engine.dispose()
-
-
 @settings(
     max_examples=max(EXAMPLES // 10, 10), deadline=None, suppress_health_check=list(HealthCheck)
 )
 @given(st.one_of(generated(), mutated()))
-def test_fuzzed_hl7_ingests_balanced(sqlite_factory: sessionmaker[Session], data: bytes) -> None:
+def test_fuzzed_hl7_ingests_balanced(sqlite_members: sessionmaker[Session], data: bytes) -> None:
     received = _check(data)
     summary = actions.do_ingest(
-        sqlite_factory,
+        sqlite_members,
         actor=SYSTEM,
         institution_id="hosp",
         inputs=[actions.Input(name="fuzz.hl7", data=data, format="hl7v2")],

@@ -9,20 +9,15 @@ also run on PostgreSQL.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from carepool.catalog import actions as catalog_actions
-from carepool.core import migrate
-from carepool.core.db import make_engine, make_session_factory
 from carepool.ingest import actions
 from carepool.ingest.models import DeadLetter
 from carepool.records.models import Observation, Provenance
-from tests.factories import small_catalog
 from tests.ingest.conftest import SYSTEM, Ingest
 
 SETS = {
@@ -32,18 +27,6 @@ SETS = {
     "synthea-fhir-bundles-localcodes": "*.json",
     "fhir-r4-examples": "*.json",
 }
-
-
-@pytest.fixture(scope="module")
-def sqlite_members(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sessionmaker[Session]]:
-    url = f"sqlite:///{tmp_path_factory.mktemp('shared') / 'shared.db'}"
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    factory = make_session_factory(engine)
-    with factory() as session, session.begin():
-        catalog_actions.do_import_catalog(session, actor=SYSTEM, raw=small_catalog())
-    yield factory
-    engine.dispose()
 
 
 def _inputs(folder: Path, pattern: str) -> list[actions.Input]:
